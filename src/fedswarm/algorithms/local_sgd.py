@@ -1,0 +1,41 @@
+"""Plain local training (FedAvg's client half): no correction, nothing extra sent back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedswarm.algorithms.base import Slots
+from fedswarm.learner import GradientCorrection, LocalFit, LocalTraining
+from fedswarm.messages import ClientMemory, ClientStep, FitRes, ReplyExtra
+
+__all__ = ["LocalSGD", "LocalSGDStep"]
+
+
+@dataclass(frozen=True)
+class LocalSGDStep:
+    """Client half: train on the local loss as it is."""
+
+    def correction(self, memory: ClientMemory, dim: int) -> GradientCorrection:
+        return GradientCorrection()
+
+    def finish(
+        self, memory: ClientMemory, update: np.ndarray, fit: LocalFit, training: LocalTraining
+    ) -> tuple[ReplyExtra | None, ClientMemory]:
+        return None, memory
+
+
+@dataclass(frozen=True)
+class LocalSGD:
+    """Server half: stateless."""
+
+    def init(self, dim: int) -> Slots:
+        return {}
+
+    def instruction(self, slots: Slots) -> ClientStep:
+        return LocalSGDStep()
+
+    def absorb(self, slots: Slots, replies: Sequence[FitRes], num_clients: int) -> Slots:
+        return slots

@@ -1,0 +1,154 @@
+"""The ``fedswarm`` command line: ``demo``, ``run`` and ``datasets``."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fedswarm.config import ConfigError, RunConfig, load_config, loads_config
+from fedswarm.data.errors import DatasetNotInstalledError
+from fedswarm.driver import RoundReport
+from fedswarm.rundir import RunDirectoryError
+from fedswarm.transport.base import ClientError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="fedswarm: federated learning where the data never leaves its owner.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Run directory (metrics, model, summary, curves). "
+        "An existing one with the same config resumes.",
+    ),
+]
+
+
+def _line(r: RoundReport) -> str:
+    parts = [
+        f"round {r.round:>4}",
+        f"train_loss {r.train_loss:.4f}",
+        f"clients {r.num_clients}",
+        f"{r.seconds:.2f}s",
+    ]
+    if r.central:
+        parts.append(f"test_acc {r.central.accuracy:.4f}")
+    if r.federated:
+        parts.append(f"clients_test_acc {r.federated.accuracy:.4f}")
+    return "  ".join(parts)
+
+
+def _execute(config: RunConfig, out: Path) -> dict[str, Any]:
+    from fedswarm.experiment import simulate  # torch import deferred: --help stays fast
+
+    console.print(
+        f"[bold]fedswarm[/bold] {config.strategy.name} on {config.data.name.value}, "
+        f"{config.rounds} rounds, seed {config.seed} -> {out}"
+    )
+    columns = (TextColumn("round"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("rounds", total=config.rounds)
+
+        def on_round(r: RoundReport) -> None:
+            progress.update(task, completed=r.round)
+            if r.central or r.federated:
+                progress.console.print(_line(r))
+
+        simulate(config, out, on_round)
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    _print_summary(summary, out)
+    return summary
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    table = Table(title="result", show_header=False)
+    for key in (
+        "eval_accuracy",
+        "eval_loss",
+        "fed_eval_accuracy",
+        "rounds",
+        "seconds",
+        "model_sha256",
+    ):
+        value = summary.get(key)
+        if value is not None:
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(
+        f"run directory: {out} (metrics.jsonl, summary.json, model.safetensors, "
+        "config.toml, curves.png)"
+    )
+
+
+def _guarded(config: RunConfig, out: Path) -> None:
+    try:
+        _execute(config, out)
+    except DatasetNotInstalledError as exc:
+        err.print(f"[red]dataset missing:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except (ClientError, RunDirectoryError) as exc:
+        err.print(f"[red]run failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    out: OutOption = None,
+    rounds: Annotated[int | None, typer.Option(help="Override the number of rounds.")] = None,
+) -> None:
+    """Embedded default: digits, 20 clients, Dirichlet(0.5) label skew, FedAvg."""
+    raw = (files("fedswarm") / "configs" / "demo.toml").read_text()
+    config = loads_config(raw, "demo config")
+    if rounds is not None:
+        config = config.model_copy(update={"rounds": rounds})
+    _guarded(config, out or Path("runs/demo"))
+
+
+@app.command()
+def run(
+    config_path: Annotated[
+        Path, typer.Argument(metavar="CONFIG.toml", help="Run configuration (TOML).")
+    ],
+    out: OutOption = None,
+) -> None:
+    """Run any configured simulation."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _guarded(config, out or Path("runs") / config_path.stem)
+
+
+@app.command()
+def datasets() -> None:
+    """List the datasets and whether each is installed (and how to install it)."""
+    from fedswarm.data.registry import DatasetName, DataSpec, load_dataset
+
+    table = Table("dataset", "status")
+    for name in DatasetName:
+        try:
+            ds = load_dataset(DataSpec(name, num_clients=2 if name.value != "heart" else None))
+            table.add_row(name.value, f"ok: {ds.num_classes} classes, input {ds.input_shape}")
+        except DatasetNotInstalledError as exc:
+            table.add_row(name.value, f"[yellow]{exc}[/yellow]")
+    console.print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,239 @@
+"""Run configuration: TOML validated by pydantic into frozen objects, at the edge only.
+
+Unknown or ill-typed keys are errors that name the key and the allowed values. Each
+algorithm has its own table of options (``[strategy] name = "fedprox"`` takes ``mu``;
+``name = "fedavg"`` does not), so a misplaced option cannot be silently ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fedswarm.aggregate import Weighting
+from fedswarm.data.partition import Partition
+from fedswarm.data.registry import DatasetName
+from fedswarm.learner import OptimizerKind
+
+__all__ = [
+    "ClientConfig",
+    "ConfigError",
+    "DataConfig",
+    "DatasetName",
+    "EvaluationConfig",
+    "ModelConfig",
+    "ModelName",
+    "RunConfig",
+    "StrategyConfig",
+    "config_sha256",
+    "dump_config",
+    "load_config",
+    "loads_config",
+    "parse_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message lists every problem."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class ModelName(enum.Enum):
+    MLP = "mlp"  # hidden: sizes of hidden layers
+    CNN = "cnn"  # channels, hidden: McMahan et al.'s CNN for images
+    LSTM = "lstm"  # embed, hidden, layers: LEAF's character LSTM
+    LOGREG = "logreg"  # multinomial logistic regression
+
+
+class DataConfig(_Frozen):
+    name: DatasetName = DatasetName.DIGITS
+    num_clients: int | None = Field(
+        None, ge=1, description="clients; natural datasets keep at most this many; unset: all"
+    )
+    partition: Partition | None = Field(None, description="unset: IID, or natural clients")
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration")
+    shards_per_client: int = Field(2, ge=1)
+    exponent: float = Field(1.5, gt=0, description="power-law exponent for quantity skew")
+    local_test_fraction: float = Field(0.2, ge=0, lt=1)
+    normalize: bool = Field(False, description="fashion_mnist: standardise pixels")
+    min_chars: int = Field(1000, ge=1, description="shakespeare: fewest characters per speaker")
+    max_samples_per_client: int | None = Field(None, ge=1, description="shakespeare, synthetic")
+    synthetic_alpha: float = Field(1.0, ge=0, description="Synthetic(alpha, beta) model skew")
+    synthetic_beta: float = Field(1.0, ge=0, description="Synthetic(alpha, beta) data skew")
+
+
+class ModelConfig(_Frozen):
+    name: ModelName = ModelName.MLP
+    hidden: tuple[int, ...] = (64,)
+    channels: tuple[int, int] = (32, 64)
+    embed: int = Field(8, ge=1)
+    layers: int = Field(2, ge=1)
+
+
+class ClientConfig(_Frozen):
+    """Local training: ``epochs`` passes over the data, or exactly ``steps`` batches."""
+
+    epochs: int | None = Field(1, ge=1)
+    steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(10, ge=1)
+    optimizer: OptimizerKind = OptimizerKind.SGD
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_replace_epochs(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("steps") is not None and "epochs" not in raw:
+            return {**raw, "epochs": None}  # steps given alone: the default epochs gives way
+        return raw
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self) -> ClientConfig:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("set exactly one of client.epochs and client.steps")
+        return self
+
+
+class _Sampling(_Frozen):
+    clients_per_round: int | None = Field(None, ge=1, description="exact count per round")
+    fraction: float = Field(1.0, gt=0, le=1, description="C: fraction of clients per round")
+    min_clients: int = Field(1, ge=1)
+    min_replies: int = Field(1, ge=1, description="quorum: fewer replies fail the round")
+
+
+class FedAvgConfig(_Sampling):
+    name: Literal["fedavg"] = "fedavg"
+    weighting: Weighting = Weighting.EXAMPLES
+
+
+class FedAvgMConfig(_Sampling):
+    name: Literal["fedavgm"]
+    server_lr: float = Field(1.0, gt=0)
+    server_momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class FedProxConfig(_Sampling):
+    name: Literal["fedprox"]
+    mu: float = Field(0.01, ge=0)
+
+
+class FedOptConfig(_Sampling):
+    name: Literal["fedadam", "fedyogi", "fedadagrad"]
+    server_lr: float = Field(0.01, gt=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.99, ge=0, lt=1)
+    tau: float = Field(1e-3, gt=0)
+
+
+class ScaffoldConfig(_Sampling):
+    name: Literal["scaffold"]
+    server_lr: float = Field(1.0, gt=0)
+
+
+StrategyConfig = Annotated[
+    FedAvgConfig | FedAvgMConfig | FedProxConfig | FedOptConfig | ScaffoldConfig,
+    Field(discriminator="name"),
+]
+
+
+class EvaluationConfig(_Frozen):
+    every: int = Field(1, ge=1, description="evaluate every k rounds (and after the last)")
+    central: bool = Field(True, description="on the held-out central test set")
+    federated_clients: int = Field(0, ge=0, description="clients evaluating locally; 0: none")
+
+
+class RunConfig(_Frozen):
+    seed: int = Field(0, ge=0)
+    rounds: int = Field(50, ge=1)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    client: ClientConfig = ClientConfig()
+    strategy: StrategyConfig = FedAvgConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+
+def _describe(err: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in err["loc"] if p not in _UNION_TAGS) or "(top level)"
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key {where!r}"
+        parent = _allowed_keys(err["loc"][:-1])
+        if parent:
+            msg += f"; allowed keys here: {', '.join(parent)}"
+        return msg
+    return f"{where}: {msg}"
+
+
+_UNION_TAGS = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "scaffold"}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        if part in _UNION_TAGS:
+            model = _STRATEGY_BY_NAME[str(part)]
+            continue
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            if str(part) != "strategy":
+                return []
+            continue
+        model = ann
+    return sorted(model.model_fields)
+
+
+_STRATEGY_BY_NAME: dict[str, type[BaseModel]] = {
+    "fedavg": FedAvgConfig,
+    "fedavgm": FedAvgMConfig,
+    "fedprox": FedProxConfig,
+    "fedadam": FedOptConfig,
+    "fedyogi": FedOptConfig,
+    "fedadagrad": FedOptConfig,
+    "scaffold": ScaffoldConfig,
+}
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(dict(e))}" for e in exc.errors())
+        raise ConfigError(f"{source} is not a valid fedswarm config:\n{problems}") from None
+
+
+def loads_config(text: str, source: str = "config") -> RunConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    return parse_config(raw, source)
+
+
+def load_config(path: Path) -> RunConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    return loads_config(text, str(path))
+
+
+def dump_config(config: RunConfig) -> str:
+    """The fully resolved config as TOML (every default written out)."""
+    raw = config.model_dump(mode="json", exclude_none=True)
+    raw["strategy"] = {"name": raw["strategy"].pop("name"), **raw["strategy"]}
+    return tomli_w.dumps(raw)
+
+
+def config_sha256(config: RunConfig) -> str:
+    return hashlib.sha256(dump_config(config).encode()).hexdigest()

@@ -1,0 +1,143 @@
+"""The round loop: a replaceable driver that moves protocol messages over a transport.
+
+Strategies do not own the loop. :func:`run_rounds` is the default driver; it resumes
+from any :class:`~fedswarm.strategy.ServerState` (``state.round`` rounds already done),
+so a restart continues from the last completed round.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from fedswarm.learner import Evaluation
+from fedswarm.messages import Outcome
+from fedswarm.params import Params
+from fedswarm.rounds import Exchange, evaluate_round, fit_round
+from fedswarm.sampling import Sampler
+from fedswarm.seeding import round_rng
+from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.transport.base import Transport
+
+__all__ = ["RoundPolicy", "RoundReport", "pump", "run_rounds"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RoundPolicy:
+    """Rules the driver enforces: quorum, deadline and when to evaluate."""
+
+    min_replies: int = 1
+    timeout_s: float | None = None
+    evaluate_every: int = 1  # central/federated evaluation every k rounds and at the end
+    federated_eval: Sampler | None = None  # who evaluates on local test data; None: nobody
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    round: int
+    num_clients: int
+    num_failures: int
+    train_loss: float
+    update_norm: float
+    seconds: float  # wall time of the fit round (sampling to aggregation)
+    central: Evaluation | None = None
+    federated: Evaluation | None = None
+
+    def record(self) -> dict[str, float | int]:
+        """One line of ``metrics.jsonl``."""
+        rec: dict[str, float | int] = {
+            "round": self.round,
+            "train_loss": self.train_loss,
+            "num_clients": self.num_clients,
+            "num_failures": self.num_failures,
+            "update_norm": self.update_norm,
+            "seconds": self.seconds,
+        }
+        if self.central is not None:
+            rec |= {"eval_loss": self.central.loss, "eval_accuracy": self.central.accuracy}
+        if self.federated is not None:
+            rec |= {
+                "fed_eval_loss": self.federated.loss,
+                "fed_eval_accuracy": self.federated.accuracy,
+            }
+        return rec
+
+
+def pump(
+    protocol: Generator[Exchange, Sequence[Outcome], T],
+    transport: Transport,
+    timeout: float | None,
+) -> T:
+    """Drive a protocol to completion, moving each exchange over ``transport``."""
+    try:
+        exchange = next(protocol)
+        while True:
+            outcomes = transport.exchange(exchange.requests, timeout=timeout)
+            exchange = protocol.send(outcomes)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def run_rounds(
+    strategy: Strategy,
+    transport: Transport,
+    state: ServerState,
+    *,
+    rounds: int,
+    run: RunInfo,
+    policy: RoundPolicy = RoundPolicy(),
+    central_eval: Callable[[Params], Evaluation] | None = None,
+    on_round: Callable[[ServerState, RoundReport], None] = lambda s, r: None,
+) -> ServerState:
+    """Run rounds ``state.round + 1 .. rounds``; ``on_round`` sees each completed round."""
+    while state.round < rounds:
+        start = time.perf_counter()
+        available = transport.available()
+        result = pump(
+            fit_round(strategy, state, available, run, policy.min_replies),
+            transport,
+            policy.timeout_s,
+        )
+        seconds = time.perf_counter() - start
+        state = result.state
+        central, federated = _evaluate(state, rounds, run, transport, policy, central_eval)
+        on_round(
+            state,
+            RoundReport(
+                round=state.round,
+                num_clients=result.summary.num_replies,
+                num_failures=len(result.failures),
+                train_loss=result.summary.train_loss,
+                update_norm=result.summary.update_norm,
+                seconds=seconds,
+                central=central,
+                federated=federated,
+            ),
+        )
+    return state
+
+
+def _evaluate(
+    state: ServerState,
+    rounds: int,
+    run: RunInfo,
+    transport: Transport,
+    policy: RoundPolicy,
+    central_eval: Callable[[Params], Evaluation] | None,
+) -> tuple[Evaluation | None, Evaluation | None]:
+    if state.round % policy.evaluate_every and state.round != rounds:
+        return None, None
+    central = central_eval(state.params) if central_eval else None
+    federated = None
+    if policy.federated_eval is not None:
+        rng = round_rng(run.seed, state.round, "evaluate")
+        clients = policy.federated_eval.sample(transport.available(), rng)
+        federated = pump(
+            evaluate_round(state.params, clients, run, state.round), transport, policy.timeout_s
+        )
+    return central, federated

@@ -1,0 +1,171 @@
+"""A simulation built from a :class:`~fedswarm.config.RunConfig`: the config's only consumer.
+
+``build(config)`` turns validated configuration into the framework's objects (dataset,
+learner, strategy, round policy); ``simulate`` runs them over the in-memory transport,
+writing a run directory and resuming from its checkpoint if one is there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import assert_never
+
+import torch
+
+from fedswarm.algorithms.fedprox import FedProx
+from fedswarm.algorithms.scaffold import Scaffold
+from fedswarm.client import ClientApp
+from fedswarm.config import (
+    DataConfig,
+    FedAvgConfig,
+    FedAvgMConfig,
+    FedOptConfig,
+    FedProxConfig,
+    RunConfig,
+    ScaffoldConfig,
+)
+from fedswarm.data.arrays import FederatedDataset
+from fedswarm.data.partition import PartitionSpec
+from fedswarm.data.registry import DataSpec, load_dataset
+from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
+from fedswarm.learner import LocalTraining
+from fedswarm.models import model_factory
+from fedswarm.pytorch.learner import TorchLearner
+from fedswarm.rundir import RunDirectory
+from fedswarm.sampling import UniformSampler
+from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
+from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.transport.memory import InMemoryTransport
+
+__all__ = ["Experiment", "build", "build_strategy", "simulate"]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    config: RunConfig
+    dataset: FederatedDataset
+    learner: TorchLearner
+    strategy: Strategy
+    policy: RoundPolicy
+    run: RunInfo
+
+    def transport(self) -> InMemoryTransport:
+        return InMemoryTransport(
+            list(self.dataset.client_ids()),
+            lambda cid: ClientApp(cid, self.learner, self.dataset.client(cid)),
+        )
+
+    def initial_state(self) -> ServerState:
+        return self.strategy.init(self.learner.init_params(self.config.seed))
+
+
+def build_strategy(config: RunConfig) -> Strategy:
+    c, s = config.client, config.strategy
+    training = LocalTraining(
+        batch_size=c.batch_size,
+        lr=c.lr,
+        epochs=c.epochs,
+        steps=c.steps,
+        optimizer=c.optimizer,
+        momentum=c.momentum,
+        weight_decay=c.weight_decay,
+    )
+    sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
+    match s:
+        case FedAvgConfig():
+            return Strategy(training, sampler, weighting=s.weighting)
+        case FedAvgMConfig():
+            return Strategy(
+                training, sampler, server_optimizer=ServerSGD(s.server_lr, s.server_momentum)
+            )
+        case FedProxConfig():
+            return Strategy(training, sampler, client_update=FedProx(s.mu))
+        case FedOptConfig():
+            opt = ServerAdaptive(
+                AdaptiveRule(s.name.removeprefix("fed")), s.server_lr, s.beta1, s.beta2, s.tau
+            )
+            return Strategy(training, sampler, server_optimizer=opt)
+        case ScaffoldConfig():
+            return Strategy(
+                training, sampler, client_update=Scaffold(), server_optimizer=ServerSGD(s.server_lr)
+            )
+    assert_never(s)
+
+
+def data_spec(cfg: DataConfig, seed: int) -> DataSpec:
+    partition = None
+    if cfg.partition is not None:
+        partition = PartitionSpec(
+            cfg.partition,
+            alpha=cfg.alpha,
+            shards_per_client=cfg.shards_per_client,
+            exponent=cfg.exponent,
+        )
+    return DataSpec(
+        name=cfg.name,
+        num_clients=cfg.num_clients,
+        partition=partition,
+        seed=seed,
+        local_test_fraction=cfg.local_test_fraction,
+        normalize=cfg.normalize,
+        min_chars=cfg.min_chars,
+        max_samples_per_client=cfg.max_samples_per_client,
+        synthetic_alpha=cfg.synthetic_alpha,
+        synthetic_beta=cfg.synthetic_beta,
+    )
+
+
+def build(config: RunConfig, run_id: str = "local") -> Experiment:
+    dataset = load_dataset(data_spec(config.data, config.seed))
+    learner = TorchLearner(model_factory(config.model, dataset))
+    ev = config.evaluation
+    policy = RoundPolicy(
+        min_replies=config.strategy.min_replies,
+        evaluate_every=ev.every,
+        federated_eval=UniformSampler(clients_per_round=ev.federated_clients)
+        if ev.federated_clients
+        else None,
+    )
+    return Experiment(
+        config, dataset, learner, build_strategy(config), policy, RunInfo(run_id, config.seed)
+    )
+
+
+def simulate(
+    config: RunConfig,
+    out: Path,
+    on_round: Callable[[RoundReport], None] = lambda r: None,
+) -> ServerState:
+    """Run ``config`` in simulation, writing (or resuming) the run directory ``out``."""
+    torch.use_deterministic_algorithms(True)
+    exp = build(config)
+    rundir = RunDirectory.open(out, config)
+    transport = exp.transport()
+    state = exp.initial_state()
+    if (ckpt := rundir.checkpoint()) is not None:
+        state = ckpt.state
+        transport.memories.update(ckpt.memories)
+
+    def record(s: ServerState, report: RoundReport) -> None:
+        rundir.record_round(s, report, transport.memories)
+        on_round(report)
+
+    central = (
+        (lambda p: exp.learner.evaluate(p, exp.dataset.central_test))
+        if config.evaluation.central
+        else None
+    )
+    final = run_rounds(
+        exp.strategy,
+        transport,
+        state,
+        rounds=config.rounds,
+        run=exp.run,
+        policy=exp.policy,
+        central_eval=central,
+        on_round=record,
+    )
+    rundir.finish(final)
+    return final

@@ -1,0 +1,113 @@
+"""What a participant's local trainer must do, independent of the ML framework.
+
+A :class:`Learner` turns global parameters plus local data into new local parameters
+(``fit``) or into a loss and accuracy (``evaluate``). Everything crosses this boundary
+as numpy, so strategies, transports and the round driver never import torch.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from fedswarm.data.arrays import ArrayDataset
+from fedswarm.params import Params
+
+__all__ = [
+    "Evaluation",
+    "GradientCorrection",
+    "Learner",
+    "LocalFit",
+    "LocalTraining",
+    "OptimizerKind",
+]
+
+
+class OptimizerKind(enum.Enum):
+    SGD = "sgd"
+    ADAM = "adam"
+
+
+@dataclass(frozen=True)
+class LocalTraining:
+    """How a client trains in one round: sent by the server with every fit instruction.
+
+    Exactly one of ``epochs`` and ``steps`` is set: whole passes over the local data, or a
+    fixed number of mini-batch steps (cycling through reshuffled epochs as needed).
+    """
+
+    batch_size: int
+    lr: float
+    epochs: int | None = 1
+    steps: int | None = None
+    optimizer: OptimizerKind = OptimizerKind.SGD
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise ValueError("LocalTraining needs exactly one of epochs and steps")
+        if (self.epochs or self.steps or 0) < 1:
+            raise ValueError("epochs/steps must be at least 1")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True, eq=False)
+class GradientCorrection:
+    """An affine change of the local gradient: ``g + mu * (w - w_global) + shift``.
+
+    One form covers the client halves of FedProx (``mu``), SCAFFOLD (``shift = c - c_i``)
+    and FedDyn-like methods, and it is a pure function of ``(w, g)``, so vectorised
+    backends can apply it inside ``vmap``.
+    """
+
+    mu: float = 0.0
+    shift: np.ndarray | None = None
+
+    @property
+    def is_identity(self) -> bool:
+        return self.mu == 0.0 and self.shift is None
+
+
+@dataclass(frozen=True, eq=False)
+class LocalFit:
+    """The result of local training."""
+
+    params: np.ndarray  # flat float32, same layout as the global parameters
+    num_examples: int
+    num_steps: int
+    train_loss: float  # mean data loss over the steps taken (without correction terms)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float
+    num_examples: int
+
+
+class Learner(Protocol):
+    """Local training and evaluation of one model family on one participant's data."""
+
+    def init_params(self, seed: int) -> Params:
+        """Fresh model parameters, deterministic in ``seed``."""
+        ...
+
+    def fit(
+        self,
+        params: Params,
+        data: ArrayDataset,
+        training: LocalTraining,
+        correction: GradientCorrection,
+        seed: int,
+    ) -> LocalFit:
+        """Train from ``params`` on ``data``; batch order is deterministic in ``seed``."""
+        ...
+
+    def evaluate(self, params: Params, data: ArrayDataset) -> Evaluation: ...

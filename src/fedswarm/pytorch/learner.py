@@ -1,0 +1,140 @@
+"""Local training and evaluation of a user's ``nn.Module`` on one participant's data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedswarm.data.arrays import ArrayDataset
+from fedswarm.learner import (
+    Evaluation,
+    GradientCorrection,
+    LocalFit,
+    LocalTraining,
+    OptimizerKind,
+)
+from fedswarm.params import Params
+from fedswarm.pytorch.params import flat_tensor, load_params, module_params, named_slices
+
+__all__ = ["TorchLearner", "batch_indices"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def batch_indices(n: int, training: LocalTraining, seed: int) -> Iterator[torch.Tensor]:
+    """Mini-batch index tensors: reshuffled each epoch; ``steps`` mode cycles epochs.
+
+    The last batch of an epoch may be smaller. Deterministic in ``seed``.
+    """
+    if n == 0:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    remaining = training.steps
+    for _ in range(training.epochs or (1 << 62)):
+        order = torch.randperm(n, generator=gen)
+        for lo in range(0, n, training.batch_size):
+            batch = order[lo : lo + training.batch_size]
+            if remaining is not None:
+                if remaining == 0:
+                    return
+                remaining -= 1
+            yield batch
+
+
+def make_optimizer(params: list[nn.Parameter], training: LocalTraining) -> torch.optim.Optimizer:
+    if training.optimizer is OptimizerKind.ADAM:
+        return torch.optim.Adam(params, lr=training.lr, weight_decay=training.weight_decay)
+    return torch.optim.SGD(
+        params, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay
+    )
+
+
+@dataclass(frozen=True)
+class TorchLearner:
+    """A learner for any ``nn.Module`` built by ``model_fn`` (called afresh per task).
+
+    ``loss_fn`` takes ``(logits, targets)`` and returns the batch-mean loss.
+    """
+
+    model_fn: Callable[[], nn.Module]
+    loss_fn: LossFn = F.cross_entropy
+    eval_batch_size: int = 2048
+
+    def init_params(self, seed: int) -> Params:
+        torch.manual_seed(seed)
+        return module_params(self.model_fn())
+
+    def _model(self, params: Params) -> nn.Module:
+        model = self.model_fn()
+        load_params(model, params)
+        return model
+
+    def fit(
+        self,
+        params: Params,
+        data: ArrayDataset,
+        training: LocalTraining,
+        correction: GradientCorrection,
+        seed: int,
+    ) -> LocalFit:
+        model = self._model(params).train()
+        torch.manual_seed(seed)  # dropout and other in-model randomness
+        named = dict(model.named_parameters())
+        optimizer = make_optimizer(list(named.values()), training)
+        correct = _corrector(named, params, correction)
+        x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+        losses: list[torch.Tensor] = []
+        for idx in batch_indices(len(data), training, seed):
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(model(x[idx]), y[idx])
+            loss.backward()  # type: ignore[no-untyped-call]
+            correct()
+            optimizer.step()
+            losses.append(loss.detach())
+        mean_loss = float(torch.stack(losses).mean()) if losses else 0.0
+        return LocalFit(flat_tensor(model), len(data), len(losses), mean_loss)
+
+    @torch.no_grad()
+    def evaluate(self, params: Params, data: ArrayDataset) -> Evaluation:
+        if len(data) == 0:
+            return Evaluation(loss=0.0, accuracy=0.0, num_examples=0)
+        model = self._model(params).eval()
+        x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+        loss_sum, correct = 0.0, 0
+        for lo in range(0, len(data), self.eval_batch_size):
+            xb, yb = x[lo : lo + self.eval_batch_size], y[lo : lo + self.eval_batch_size]
+            logits = model(xb)
+            loss_sum += float(self.loss_fn(logits, yb)) * len(yb)
+            correct += int((logits.argmax(dim=-1) == yb).sum())
+        return Evaluation(loss_sum / len(data), correct / len(data), len(data))
+
+
+def _corrector(
+    named: dict[str, nn.Parameter], params: Params, correction: GradientCorrection
+) -> Callable[[], None]:
+    """An in-place gradient update ``g += mu * (w - w_global) + shift`` for every parameter."""
+    if correction.is_identity:
+        return lambda: None
+    anchor = named_slices(params.spec, torch.from_numpy(params.flat.copy()))
+    shift = (
+        named_slices(params.spec, torch.from_numpy(np.ascontiguousarray(correction.shift)))
+        if correction.shift is not None
+        else None
+    )
+
+    def correct_inplace() -> None:
+        with torch.no_grad():
+            for name, p in named.items():
+                if p.grad is None:
+                    continue
+                if correction.mu:
+                    p.grad.add_(p - anchor[name], alpha=correction.mu)
+                if shift is not None:
+                    p.grad.add_(shift[name])
+
+    return correct_inplace

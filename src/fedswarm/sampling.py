@@ -1,0 +1,51 @@
+"""Which participants take part in a round."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from fedswarm.messages import ClientId
+
+__all__ = ["Sampler", "UniformSampler"]
+
+
+class Sampler(Protocol):
+    def sample(self, available: Sequence[ClientId], rng: np.random.Generator) -> list[ClientId]:
+        """A sorted subset of ``available``; deterministic in ``rng``."""
+        ...
+
+
+@dataclass(frozen=True)
+class UniformSampler:
+    """``max(min_clients, ceil(fraction * K))`` clients uniformly without replacement.
+
+    With ``fraction = C`` this is McMahan et al.'s client fraction; with
+    ``clients_per_round`` set it samples exactly that many (capped at K).
+    """
+
+    fraction: float = 1.0
+    min_clients: int = 1
+    clients_per_round: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.clients_per_round is not None and self.clients_per_round < 1:
+            raise ValueError(f"clients_per_round must be >= 1, got {self.clients_per_round}")
+
+    def count(self, num_available: int) -> int:
+        if self.clients_per_round is not None:
+            wanted = self.clients_per_round
+        else:
+            wanted = max(self.min_clients, math.ceil(self.fraction * num_available - 1e-9))
+        return min(wanted, num_available)
+
+    def sample(self, available: Sequence[ClientId], rng: np.random.Generator) -> list[ClientId]:
+        pool = sorted(available)
+        picked = rng.choice(len(pool), size=self.count(len(pool)), replace=False)
+        return sorted(pool[i] for i in picked)

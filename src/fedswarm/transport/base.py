@@ -1,0 +1,42 @@
+"""The one narrow interface between the coordinator and its participants.
+
+A transport delivers a batch of instructions and returns one outcome per instruction: a
+reply, or a :class:`~fedswarm.messages.Failure` for a participant that dropped out, timed
+out or raised. Batches (rather than one call per client) let simulation backends train
+all of a round's clients at once and let network transports overlap their uploads.
+Strategies and protocols never see anything below this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from fedswarm.messages import ClientId, Instruction, Outcome
+
+__all__ = ["ClientError", "Request", "Transport"]
+
+Request = tuple[ClientId, Instruction]
+
+
+class Transport(Protocol):
+    def available(self) -> Sequence[ClientId]:
+        """Participants that can be sampled now."""
+        ...
+
+    def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
+        """Deliver ``requests``; one outcome each, in any order, within ``timeout`` seconds."""
+        ...
+
+
+class ClientError(RuntimeError):
+    """A participant raised; says which one, in which stage of which round."""
+
+    def __init__(self, stage: str, client_id: ClientId, round_: int, cause: BaseException):
+        super().__init__(
+            f"{stage} failed on client {client_id!r} in round {round_}: "
+            f"{type(cause).__name__}: {cause}"
+        )
+        self.stage = stage
+        self.client_id = client_id
+        self.round = round_
