@@ -1,0 +1,23 @@
+"""Federated algorithms: each module holds both halves (participant and server) of one."""
+
+from fedswarm.algorithms.base import ClientUpdate
+from fedswarm.algorithms.fedprox import FedProx, ProxStep
+from fedswarm.algorithms.local_sgd import LocalSGD, LocalSGDStep
+from fedswarm.algorithms.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
+from fedswarm.algorithms.scaffold import Scaffold, ScaffoldExtra, ScaffoldStep
+
+__all__ = [
+    "ClientUpdate",
+    "FedProx",
+    "LocalSGD",
+    "LocalSGDStep",
+    "ProxStep",
+    "Scaffold",
+    "ScaffoldExtra",
+    "ScaffoldStep",
+    "fedavg",
+    "fedavgm",
+    "fedopt",
+    "fedprox",
+    "scaffold",
+]

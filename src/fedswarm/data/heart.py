@@ -75,7 +75,9 @@ def load_heart(
 
     Each hospital's rows are split at random (seed ``(seed, hospital index)``) into local
     train/test; the central test is the union of the local tests. ``num_clients`` keeps only
-    the first K hospitals in the order of :data:`HOSPITALS`.
+    the first K hospitals in the order of :data:`HOSPITALS`. Features: 5 numeric columns
+    (a recorded 0 for blood pressure or cholesterol counts as missing), then one-hot blocks
+    of the 8 categorical columns of :data:`CATEGORIES`, each with a "missing" column.
 
     Simplification: the imputation medians and the scaler are fitted on the *pooled* local
     training rows of all hospitals. A real deployment would compute them federatedly (or per

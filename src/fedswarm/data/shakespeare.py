@@ -103,6 +103,13 @@ class ShakespeareDataset:
     texts: tuple[np.ndarray, ...]  # uint8 codes, one array per client
     local_test_fraction: float
 
+    def __post_init__(self) -> None:
+        if not self.ids or len(self.ids) != len(self.texts):
+            raise ValueError(
+                f"need one text per client and at least one client, got {len(self.ids)} ids "
+                f"and {len(self.texts)} texts"
+            )
+
     def client_ids(self) -> tuple[str, ...]:
         return self.ids
 

@@ -7,10 +7,14 @@ Each client k draws its own softmax-regression model and its own input distribut
     y = argmax(softmax(W_k x + b_k))
 
 so ``alpha`` controls how much the clients' models differ and ``beta`` how much their inputs
-differ. As in the FedProx reference code, ``alpha`` and ``beta`` are used as standard
-deviations and client sizes are ``floor(lognormal(4, 2)) + 50``. ``alpha = beta = 0`` is *not*
-the paper's Synthetic-IID (which shares one W, b across clients); it is simply the generator
-at zero heterogeneity of the means.
+differ. Note that u_k is added to every entry of W_k and b_k, i.e. the same amount to every
+logit: ``alpha`` changes the models' weights but never the labels they assign (the label skew
+between clients comes from the unit-variance noise on W_k, b_k and from ``beta``).
+
+As in the FedProx reference code, ``alpha`` and ``beta`` are used as standard deviations and
+client sizes are ``floor(lognormal(4, 2)) + 50``. ``alpha = beta = 0`` is *not* the paper's
+Synthetic-IID (which shares one W, b across clients); it is simply the generator at zero
+heterogeneity of the means.
 """
 
 from __future__ import annotations
