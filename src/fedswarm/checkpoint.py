@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from fedswarm.messages import ClientId, ClientMemory
@@ -21,7 +22,7 @@ from fedswarm.params import Params, ParamSpec
 from fedswarm.server_opt import OptimizerState
 from fedswarm.strategy import ServerState
 
-__all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 _META = "fedswarm"
 
@@ -38,8 +39,8 @@ def _tensors(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     out = {"params": np.asarray(s.params.flat)}
     out |= {f"opt/{k}": v for k, v in s.optimizer.slots.items()}
     out |= {f"update/{k}": v for k, v in s.update.items()}
-    for cid, memory in ckpt.memories.items():
-        out |= {f"memory/{cid}/{k}": v for k, v in memory.items()}
+    for i, memory in enumerate(ckpt.memories.values()):  # ids live in the metadata:
+        out |= {f"memory/{i}/{k}": v for k, v in memory.items()}  # they may contain "/"
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
@@ -50,28 +51,37 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "opt_step": ckpt.state.optimizer.step,
         "spec": [[t.name, list(t.shape), t.dtype] for t in ckpt.state.params.spec.tensors],
         "config_sha256": ckpt.config_sha256,
+        "clients": list(ckpt.memories),
     }
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     save_file(_tensors(ckpt), str(tmp), metadata={_META: json.dumps(meta)})
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    from safetensors import safe_open
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read back."""
 
-    with safe_open(str(path), framework="numpy") as f:
-        meta = json.loads((f.metadata() or {}).get(_META, "{}"))
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = json.loads((f.metadata() or {}).get(_META, "{}"))
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises several unrelated types for damage
+        raise CheckpointError(
+            f"{path} is damaged or not a checkpoint ({exc}); delete it to start the run afresh"
+        ) from None
     if "round" not in meta:
-        raise ValueError(f"{path} is not a fedswarm checkpoint (no {_META!r} metadata)")
-    tensors = load_file(str(path))
+        raise CheckpointError(f"{path} is not a fedswarm checkpoint (no {_META!r} metadata)")
     spec = ParamSpec.from_json(meta["spec"])
-    memories: dict[ClientId, dict[str, np.ndarray]] = {}
+    clients: list[ClientId] = meta.get("clients", [])
+    memories: dict[ClientId, dict[str, np.ndarray]] = {cid: {} for cid in clients}
     for key, value in tensors.items():
         if key.startswith("memory/"):
-            _, cid, name = key.split("/", 2)
-            memories.setdefault(cid, {})[name] = value
+            _, index, name = key.split("/", 2)
+            memories[clients[int(index)]][name] = value
     state = ServerState(
         round=int(meta["round"]),
         params=Params(spec, tensors["params"]),

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from fedswarm.config import ConfigError, RunConfig, load_config, loads_config
-from fedswarm.data.errors import DatasetNotInstalledError
-from fedswarm.driver import RoundReport
-from fedswarm.rundir import RunDirectoryError
-from fedswarm.transport.base import ClientError
+if TYPE_CHECKING:  # the CLI imports torch, sklearn and matplotlib only when a run starts
+    from fedswarm.config import RunConfig
+    from fedswarm.driver import RoundReport
 
 __all__ = ["app", "main"]
 
@@ -95,27 +94,39 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     )
 
 
+def _fail(what: str, exc: Exception, code: int) -> typer.Exit:
+    """Print ``exc`` whole (no markup, no wrapping inside commands) and the exit to raise."""
+    err.print(Text.assemble((f"{what}: ", "bold red"), str(exc)), soft_wrap=True)
+    return typer.Exit(code)
+
+
 def _guarded(config: RunConfig, out: Path) -> None:
+    from fedswarm.data.errors import DatasetNotInstalledError
+    from fedswarm.rundir import RunDirectoryError
+    from fedswarm.transport.base import ClientError
+
     try:
         _execute(config, out)
     except DatasetNotInstalledError as exc:
-        err.print(f"[red]dataset missing:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise _fail("dataset missing", exc, 1) from None
     except (ClientError, RunDirectoryError) as exc:
-        err.print(f"[red]run failed:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise _fail("run failed", exc, 1) from None
 
 
 @app.command()
 def demo(
     out: OutOption = None,
-    rounds: Annotated[int | None, typer.Option(help="Override the number of rounds.")] = None,
+    rounds: Annotated[
+        int | None, typer.Option(min=1, help="Override the number of rounds.")
+    ] = None,
 ) -> None:
     """Embedded default: digits, 20 clients, Dirichlet(0.5) label skew, FedAvg."""
+    from fedswarm.config import loads_config, parse_config
+
     raw = (files("fedswarm") / "configs" / "demo.toml").read_text()
     config = loads_config(raw, "demo config")
-    if rounds is not None:
-        config = config.model_copy(update={"rounds": rounds})
+    if rounds is not None:  # re-validated, not patched in
+        config = parse_config({**config.model_dump(mode="json"), "rounds": rounds})
     _guarded(config, out or Path("runs/demo"))
 
 
@@ -127,17 +138,19 @@ def run(
     out: OutOption = None,
 ) -> None:
     """Run any configured simulation."""
+    from fedswarm.config import ConfigError, load_config
+
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise _fail("config error", exc, 2) from None
     _guarded(config, out or Path("runs") / config_path.stem)
 
 
 @app.command()
 def datasets() -> None:
     """List the datasets and whether each is installed (and how to install it)."""
+    from fedswarm.data.errors import DatasetNotInstalledError
     from fedswarm.data.registry import DatasetName, DataSpec, load_dataset
 
     table = Table("dataset", "status")
@@ -146,7 +159,7 @@ def datasets() -> None:
             ds = load_dataset(DataSpec(name, num_clients=2 if name.value != "heart" else None))
             table.add_row(name.value, f"ok: {ds.num_classes} classes, input {ds.input_shape}")
         except DatasetNotInstalledError as exc:
-            table.add_row(name.value, f"[yellow]{exc}[/yellow]")
+            table.add_row(name.value, Text(str(exc), style="yellow"))
     console.print(table)
 
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from fedswarm.aggregate import Weighting
 from fedswarm.data.partition import Partition
@@ -49,7 +57,9 @@ class ConfigError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    # strict: "5" is not a number and "yes" not a bool; configs are validated in JSON mode
+    # (see parse_config) so enum names and arrays still read naturally from TOML.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ModelName(enum.Enum):
@@ -78,8 +88,8 @@ class DataConfig(_Frozen):
 
 class ModelConfig(_Frozen):
     name: ModelName = ModelName.MLP
-    hidden: tuple[int, ...] = (64,)
-    channels: tuple[int, int] = (32, 64)
+    hidden: tuple[PositiveInt, ...] = Field((64,), min_length=1)
+    channels: tuple[PositiveInt, PositiveInt] = (32, 64)
     embed: int = Field(8, ge=1)
     layers: int = Field(2, ge=1)
 
@@ -166,9 +176,25 @@ class RunConfig(_Frozen):
     strategy: StrategyConfig = FedAvgConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
+    @model_validator(mode="after")
+    def _scaffold_needs_plain_sgd(self) -> RunConfig:
+        plain = self.client.optimizer is OptimizerKind.SGD and self.client.momentum == 0
+        if isinstance(self.strategy, ScaffoldConfig) and not plain:
+            raise ValueError(
+                "strategy 'scaffold' needs plain local SGD (option II control variates): set "
+                'client.optimizer = "sgd" and client.momentum = 0'
+            )
+        return self
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    """Dotted key of an error, without the strategy union's tag (``strategy.fedprox.mu``)."""
+    parts = [p for i, p in enumerate(loc) if not (i == 1 and loc[0] == "strategy")]
+    return ".".join(str(p) for p in parts) or "(top level)"
+
 
 def _describe(err: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in err["loc"] if p not in _UNION_TAGS) or "(top level)"
+    where = _location(err["loc"])
     msg = str(err["msg"])
     if err["type"] == "extra_forbidden":
         msg = f"unknown key {where!r}"
@@ -179,13 +205,10 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{where}: {msg}"
 
 
-_UNION_TAGS = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "scaffold"}
-
-
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = RunConfig
-    for part in loc:
-        if part in _UNION_TAGS:
+    for i, part in enumerate(loc):
+        if i == 1 and loc[0] == "strategy" and part in _STRATEGY_BY_NAME:
             model = _STRATEGY_BY_NAME[str(part)]
             continue
         field = model.model_fields.get(str(part))
@@ -210,8 +233,11 @@ _STRATEGY_BY_NAME: dict[str, type[BaseModel]] = {
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    strategy = raw.get("strategy")
+    if isinstance(strategy, dict) and "name" not in strategy:  # as if the table were absent
+        raw = {**raw, "strategy": {"name": "fedavg", **strategy}}
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate_json(json.dumps(raw, allow_nan=True, default=str))
     except ValidationError as exc:
         problems = "\n".join(f"  - {_describe(dict(e))}" for e in exc.errors())
         raise ConfigError(f"{source} is not a valid fedswarm config:\n{problems}") from None
@@ -230,6 +256,8 @@ def load_config(path: Path) -> RunConfig:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
     return loads_config(text, str(path))
 
 

@@ -35,6 +35,12 @@ class RoundPolicy:
     evaluate_every: int = 1  # central/federated evaluation every k rounds and at the end
     federated_eval: Sampler | None = None  # who evaluates on local test data; None: nobody
 
+    def __post_init__(self) -> None:
+        if self.min_replies < 1 or self.evaluate_every < 1:
+            raise ValueError("min_replies and evaluate_every must be at least 1")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+
 
 @dataclass(frozen=True)
 class RoundReport:
@@ -94,7 +100,10 @@ def run_rounds(
     central_eval: Callable[[Params], Evaluation] | None = None,
     on_round: Callable[[ServerState, RoundReport], None] = lambda s, r: None,
 ) -> ServerState:
-    """Run rounds ``state.round + 1 .. rounds``; ``on_round`` sees each completed round."""
+    """Run rounds ``state.round + 1 .. rounds`` (``rounds`` is the total, not "more").
+
+    ``on_round`` sees each completed round; a resumed state continues where it stopped.
+    """
     while state.round < rounds:
         start = time.perf_counter()
         available = transport.available()

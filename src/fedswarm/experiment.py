@@ -7,7 +7,8 @@ writing a run directory and resuming from its checkpoint if one is there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -139,7 +140,22 @@ def simulate(
     on_round: Callable[[RoundReport], None] = lambda r: None,
 ) -> ServerState:
     """Run ``config`` in simulation, writing (or resuming) the run directory ``out``."""
+    with _deterministic_torch():
+        return _simulate(config, out, on_round)
+
+
+@contextmanager
+def _deterministic_torch() -> Iterator[None]:
+    """Bit-reproducible kernels for the run, and the caller's setting back afterwards."""
+    before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _simulate(config: RunConfig, out: Path, on_round: Callable[[RoundReport], None]) -> ServerState:
     exp = build(config)
     rundir = RunDirectory.open(out, config)
     transport = exp.transport()

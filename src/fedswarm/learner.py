@@ -35,27 +35,37 @@ class OptimizerKind(enum.Enum):
 class LocalTraining:
     """How a client trains in one round: sent by the server with every fit instruction.
 
-    Exactly one of ``epochs`` and ``steps`` is set: whole passes over the local data, or a
-    fixed number of mini-batch steps (cycling through reshuffled epochs as needed).
+    At most one of ``epochs`` and ``steps`` is set: whole passes over the local data, or a
+    fixed number of mini-batch steps (cycling through reshuffled epochs as needed). Neither
+    means one epoch.
     """
 
     batch_size: int
     lr: float
-    epochs: int | None = 1
+    epochs: int | None = None
     steps: int | None = None
     optimizer: OptimizerKind = OptimizerKind.SGD
     momentum: float = 0.0
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        if (self.epochs is None) == (self.steps is None):
-            raise ValueError("LocalTraining needs exactly one of epochs and steps")
+        if self.epochs is None and self.steps is None:
+            object.__setattr__(self, "epochs", 1)  # normalise the default so equality holds
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("LocalTraining takes epochs or steps, not both")
         if (self.epochs or self.steps or 0) < 1:
             raise ValueError("epochs/steps must be at least 1")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ValueError("momentum must be in [0, 1) and weight_decay non-negative")
+
+    @property
+    def is_plain_sgd(self) -> bool:
+        """Constant-rate SGD without momentum: what SCAFFOLD's option II assumes."""
+        return self.optimizer is OptimizerKind.SGD and self.momentum == 0
 
 
 @dataclass(frozen=True, eq=False)

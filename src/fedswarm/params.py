@@ -10,6 +10,7 @@ are carried as float32 in the vector and cast back to their own dtype by
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -47,7 +48,7 @@ class ParamSpec:
     @cached_property
     def offsets(self) -> tuple[int, ...]:
         """Start offset of each tensor in the flat vector (length ``len(tensors) + 1``)."""
-        return tuple(np.concatenate([[0], np.cumsum([t.size for t in self.tensors])]).tolist())
+        return (0, *itertools.accumulate(t.size for t in self.tensors))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -81,6 +82,8 @@ class ParamSpec:
                 raise ValueError(
                     f"tensor {t.name!r} has shape {tuple(arrays[t.name].shape)}, expected {t.shape}"
                 )
+        for t in self.tensors:
+            _check_exact_in_float32(t.name, arrays[t.name])
         if not self.tensors:
             return np.zeros(0, FLAT_DTYPE)
         return np.concatenate([np.asarray(arrays[n], FLAT_DTYPE).ravel() for n in self.names])
@@ -102,6 +105,15 @@ class ParamSpec:
             raise ValueError(f"expected dtype float32, got {flat.dtype}")
 
 
+def _check_exact_in_float32(name: str, array: np.ndarray) -> None:
+    """Integer tensors ride in the float32 vector: refuse values it cannot hold exactly."""
+    if np.issubdtype(array.dtype, np.integer) and array.size and np.abs(array).max() > 2**24:
+        raise ValueError(
+            f"integer tensor {name!r} holds values beyond 2**24, which the float32 parameter "
+            "vector cannot carry exactly; keep such counters out of the model state"
+        )
+
+
 def _frozen(flat: np.ndarray) -> np.ndarray:
     out = np.array(flat, dtype=FLAT_DTYPE, copy=True)
     out.flags.writeable = False
@@ -116,8 +128,8 @@ class Params:
     flat: np.ndarray
 
     def __post_init__(self) -> None:
-        if self.flat.flags.writeable or self.flat.dtype != FLAT_DTYPE:
-            object.__setattr__(self, "flat", _frozen(self.flat))
+        # Always copy: a read-only view may still have a writable base elsewhere.
+        object.__setattr__(self, "flat", _frozen(self.flat))
         self.spec.check(self.flat)
 
     @classmethod
@@ -133,6 +145,7 @@ class Params:
         return Params(self.spec, flat)
 
     def sha256(self) -> str:
+        """Hash of the values only (not the layout): identifies a model's weights."""
         return hashlib.sha256(self.flat.tobytes()).hexdigest()
 
     @property

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedswarm.aggregate import Weighting
+from fedswarm.algorithms.base import ClientUpdate
 from fedswarm.learner import Evaluation
 from fedswarm.messages import (
     ClientId,
@@ -33,6 +35,7 @@ __all__ = [
     "FitRoundResult",
     "QuorumError",
     "RoundProtocol",
+    "accept_evaluate_replies",
     "accept_fit_replies",
     "evaluate_round",
     "fit_round",
@@ -71,8 +74,11 @@ def fit_round(
     outcomes = yield Exchange(Stage.FIT, tuple(requests))
     rnd = state.round + 1
     replies, failures = accept_fit_replies(
-        outcomes, {cid for cid, _ in requests}, rnd, state.params.dim
+        outcomes, {cid for cid, _ in requests}, rnd, state.params.dim, strategy.client_update
     )
+    if strategy.weighting is Weighting.EXAMPLES:  # a zero-weight reply cannot count
+        replies, idle = _split_idle(replies)
+        failures += idle
     if len(replies) < max(min_replies, 1):
         reasons = "; ".join(f"{f.client_id}: {f.reason}" for f in failures[:5])
         raise QuorumError(
@@ -83,12 +89,26 @@ def fit_round(
     return FitRoundResult(new_state, summary, tuple(failures))
 
 
-def _refusal(res: FitRes, expected: set[ClientId], rnd: int, dim: int) -> str | None:
+def _split_idle(replies: list[FitRes]) -> tuple[list[FitRes], list[Failure]]:
+    idle = [r for r in replies if r.num_examples == 0]
+    failures = [Failure(r.client_id, r.round, Stage.FIT, "trained on no examples") for r in idle]
+    return [r for r in replies if r.num_examples > 0], failures
+
+
+def _stranger(client_id: ClientId, round_: int, pending: set[ClientId], rnd: int) -> str | None:
+    if client_id not in pending:
+        return "reply from a participant that was not asked, or a duplicate reply"
+    if round_ != rnd:
+        return f"reply for round {round_}, expected round {rnd}"
+    return None
+
+
+def _refusal(
+    res: FitRes, expected: set[ClientId], rnd: int, dim: int, update: ClientUpdate
+) -> str | None:
     """Why a fit reply cannot be used, or None if it can."""
-    if res.client_id not in expected:
-        return "reply from a participant that was not asked (or a duplicate)"
-    if res.round != rnd:
-        return f"reply for round {res.round}, expected round {rnd}"
+    if (why := _stranger(res.client_id, res.round, expected, rnd)) is not None:
+        return why
     if res.update.shape != (dim,) or res.update.dtype != np.float32:
         got = f"shape {res.update.shape} dtype {res.update.dtype}"
         return f"update of {got}, expected shape ({dim},) dtype float32"
@@ -96,11 +116,15 @@ def _refusal(res: FitRes, expected: set[ClientId], rnd: int, dim: int) -> str | 
         return "update contains NaN or Inf"
     if res.num_examples < 0 or not np.isfinite(res.train_loss):
         return "negative num_examples or non-finite train_loss"
-    return None
+    return update.refuse(res, dim)
 
 
 def accept_fit_replies(
-    outcomes: Sequence[Outcome], expected: set[ClientId], rnd: int, dim: int
+    outcomes: Sequence[Outcome],
+    expected: set[ClientId],
+    rnd: int,
+    dim: int,
+    update: ClientUpdate,
 ) -> tuple[list[FitRes], list[Failure]]:
     """Split outcomes into usable replies and failures; bad replies become failures."""
     replies: list[FitRes] = []
@@ -111,12 +135,26 @@ def accept_fit_replies(
             failures.append(o)
         elif not isinstance(o, FitRes):
             failures.append(Failure(o.client_id, rnd, Stage.FIT, "not a fit reply"))
-        elif (why := _refusal(o, pending, rnd, dim)) is not None:
+        elif (why := _refusal(o, pending, rnd, dim, update)) is not None:
             failures.append(Failure(o.client_id, rnd, Stage.FIT, f"refused: {why}"))
         else:
             pending.discard(o.client_id)
             replies.append(o)
     return replies, failures
+
+
+def accept_evaluate_replies(
+    outcomes: Sequence[Outcome], expected: set[ClientId], rnd: int
+) -> list[EvaluateRes]:
+    """Evaluation replies that count: asked for, this round, once each, finite, non-empty."""
+    pending, accepted = set(expected), []
+    for o in outcomes:
+        if not isinstance(o, EvaluateRes) or _stranger(o.client_id, o.round, pending, rnd):
+            continue
+        pending.discard(o.client_id)
+        if o.num_examples > 0 and np.isfinite(o.loss) and 0 <= o.accuracy <= 1:
+            accepted.append(o)
+    return accepted
 
 
 def evaluate_round(
@@ -125,7 +163,7 @@ def evaluate_round(
     """Federated evaluation on participants' local test splits (example-weighted)."""
     ins = EvaluateIns(run.run_id, rnd, params)
     outcomes = yield Exchange(Stage.EVALUATE, tuple((cid, ins) for cid in clients))
-    res = [o for o in outcomes if isinstance(o, EvaluateRes) and o.num_examples > 0]
+    res = accept_evaluate_replies(outcomes, set(clients), rnd)
     if not res:
         return None
     n = np.array([r.num_examples for r in res], np.float64)

@@ -18,7 +18,7 @@ from typing import Any
 
 from safetensors.numpy import save_file
 
-from fedswarm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fedswarm.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from fedswarm.config import RunConfig, config_sha256, dump_config
 from fedswarm.driver import RoundReport
 from fedswarm.messages import ClientId, ClientMemory
@@ -47,21 +47,28 @@ class RunDirectory:
     @classmethod
     def open(cls, path: Path, config: RunConfig) -> RunDirectory:
         path.mkdir(parents=True, exist_ok=True)
-        sha = config_sha256(config)
-        ckpt = path / "checkpoint.safetensors"
-        if ckpt.exists() and load_checkpoint(ckpt).config_sha256 != sha:
+        text, existing = dump_config(config), path / "config.toml"
+        if existing.exists() and existing.read_text(encoding="utf-8") != text:
             raise RunDirectoryError(
-                f"{path} holds a run of a different config; choose another --out directory "
-                "or delete it"
+                f"{path} holds a run of a different config (its {existing.name} differs); "
+                "choose another --out directory or delete it"
             )
-        _write_atomic(path / "config.toml", dump_config(config))
-        rundir = cls(path, config, sha)
-        rundir._truncate_metrics()
+        rundir = cls(path, config, config_sha256(config))
+        rundir._truncate_metrics()  # also refuses a damaged or foreign checkpoint
+        _write_atomic(existing, text)
         return rundir
 
     def checkpoint(self) -> Checkpoint | None:
         path = self.path / "checkpoint.safetensors"
-        return load_checkpoint(path) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as exc:
+            raise RunDirectoryError(str(exc)) from None
+        if ckpt.config_sha256 != self.config_sha256:
+            raise RunDirectoryError(f"{path} belongs to a different config; delete it")
+        return ckpt
 
     def _truncate_metrics(self) -> None:
         """Keep only the metric lines of rounds the checkpoint covers (a crash may leave more)."""
@@ -81,6 +88,8 @@ class RunDirectory:
     ) -> None:
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(report.record()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the checkpoint that covers it
         save_checkpoint(
             self.path / "checkpoint.safetensors", Checkpoint(state, memories, self.config_sha256)
         )

@@ -35,6 +35,8 @@ class UniformSampler:
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.min_clients < 1:
+            raise ValueError(f"min_clients must be >= 1, got {self.min_clients}")
         if self.clients_per_round is not None and self.clients_per_round < 1:
             raise ValueError(f"clients_per_round must be >= 1, got {self.clients_per_round}")
 

@@ -51,6 +51,10 @@ class ServerSGD:
     lr: float = 1.0
     momentum: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or not 0 <= self.momentum < 1:
+            raise ValueError(f"ServerSGD needs lr > 0 and momentum in [0, 1), got {self}")
+
     def init(self, params: np.ndarray) -> OptimizerState:
         slots = {"momentum": np.zeros_like(params)} if self.momentum else {}
         return OptimizerState(0, slots)
@@ -60,7 +64,7 @@ class ServerSGD:
     ) -> tuple[np.ndarray, OptimizerState]:
         if not self.momentum:
             return params - np.float32(self.lr) * pseudo_grad, OptimizerState(state.step + 1)
-        v = np.float32(self.momentum) * state.slots["momentum"] + pseudo_grad
+        v = np.float32(self.momentum) * _slot(state, "momentum", self) + pseudo_grad
         return params - np.float32(self.lr) * v, OptimizerState(state.step + 1, {"momentum": v})
 
 
@@ -92,6 +96,10 @@ class ServerAdaptive:
     beta2: float = 0.99
     tau: float = 1e-3
 
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.tau <= 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"ServerAdaptive needs lr, tau > 0 and betas in [0, 1), got {self}")
+
     def init(self, params: np.ndarray) -> OptimizerState:
         m = np.zeros_like(params)
         v = np.full_like(params, self.tau**2)
@@ -101,7 +109,17 @@ class ServerAdaptive:
         self, state: OptimizerState, params: np.ndarray, pseudo_grad: np.ndarray
     ) -> tuple[np.ndarray, OptimizerState]:
         f = np.float32
-        m = f(self.beta1) * state.slots["m"] + f(1 - self.beta1) * pseudo_grad
-        v = second_moment(self.rule, state.slots["v"], pseudo_grad * pseudo_grad, self.beta2)
+        m = f(self.beta1) * _slot(state, "m", self) + f(1 - self.beta1) * pseudo_grad
+        v = second_moment(self.rule, _slot(state, "v", self), pseudo_grad * pseudo_grad, self.beta2)
         new = params - f(self.lr) * m / (np.sqrt(v) + f(self.tau))
         return new, OptimizerState(state.step + 1, {"m": m, "v": v})
+
+
+def _slot(state: OptimizerState, name: str, opt: object) -> np.ndarray:
+    try:
+        return state.slots[name]
+    except KeyError:
+        raise ValueError(
+            f"optimiser state has no {name!r} slot (it has {sorted(state.slots)}): it was made "
+            f"by a differently configured server optimiser than {opt}"
+        ) from None

@@ -59,6 +59,10 @@ class Strategy:
     server_optimizer: ServerOptimizer = field(default_factory=ServerSGD)
     weighting: Weighting = Weighting.EXAMPLES
 
+    def __post_init__(self) -> None:
+        if (why := self.client_update.unsupported(self.training)) is not None:
+            raise ValueError(why)
+
     def init(self, params: Params) -> ServerState:
         return ServerState(
             round=0,

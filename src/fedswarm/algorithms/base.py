@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from fedswarm.learner import LocalTraining
 from fedswarm.messages import ClientStep, FitRes
 
 __all__ = ["ClientUpdate", "Slots"]
@@ -26,8 +27,16 @@ class ClientUpdate(Protocol):
         """Server-side state of this component for a model of ``dim`` parameters."""
         ...
 
+    def unsupported(self, training: LocalTraining) -> str | None:
+        """Why this component cannot work with ``training``, or None if it can."""
+        ...
+
     def instruction(self, slots: Slots) -> ClientStep:
         """The client step sent to every sampled participant this round."""
+        ...
+
+    def refuse(self, reply: FitRes, dim: int) -> str | None:
+        """Why this reply's algorithm-specific part is unusable, or None if it is fine."""
         ...
 
     def absorb(self, slots: Slots, replies: Sequence[FitRes], num_clients: int) -> Slots:

@@ -34,8 +34,14 @@ class LocalSGD:
     def init(self, dim: int) -> Slots:
         return {}
 
+    def unsupported(self, training: LocalTraining) -> str | None:
+        return None
+
     def instruction(self, slots: Slots) -> ClientStep:
         return LocalSGDStep()
+
+    def refuse(self, reply: FitRes, dim: int) -> str | None:
+        return None if reply.extra is None else "unexpected algorithm payload in the reply"
 
     def absorb(self, slots: Slots, replies: Sequence[FitRes], num_clients: int) -> Slots:
         return slots

@@ -61,20 +61,43 @@ class Scaffold:
     """Server half: keeps ``c`` and folds in the participants' control deltas."""
 
     def init(self, dim: int) -> Slots:
-        return {"control": np.zeros(dim, np.float32)}
+        return {"control": _read_only(np.zeros(dim, np.float32))}
+
+    def unsupported(self, training: LocalTraining) -> str | None:
+        if training.is_plain_sgd:
+            return None
+        return (
+            "SCAFFOLD's control-variate update (option II) assumes plain local SGD: set the "
+            "client optimizer to sgd with momentum 0"
+        )
 
     def instruction(self, slots: Slots) -> ClientStep:
         return ScaffoldStep(slots["control"])
 
+    def refuse(self, reply: FitRes, dim: int) -> str | None:
+        if not isinstance(reply.extra, ScaffoldExtra):
+            return "no SCAFFOLD control delta (is the participant running another algorithm?)"
+        delta = reply.extra.control_delta
+        if delta.shape != (dim,) or delta.dtype != np.float32:
+            return f"control delta of shape {delta.shape} dtype {delta.dtype}, expected ({dim},)"
+        if not np.all(np.isfinite(delta)):
+            return "control delta contains NaN or Inf"
+        return None
+
     def absorb(self, slots: Slots, replies: Sequence[FitRes], num_clients: int) -> Slots:
+        """``c += |S|/N * mean(delta_c_i)``; N is the federation size seen this round."""
         deltas = []
         for r in replies:
-            if not isinstance(r.extra, ScaffoldExtra):
-                raise ValueError(
-                    f"round {r.round}: client {r.client_id} replied without a SCAFFOLD control "
-                    "delta; is it running a different algorithm?"
-                )
+            if (why := self.refuse(r, slots["control"].shape[0])) is not None:
+                raise ValueError(f"round {r.round}: client {r.client_id}: {why}")
+            assert isinstance(r.extra, ScaffoldExtra)
             deltas.append(r.extra.control_delta)
         mean = np.mean(np.stack(deltas).astype(np.float64), axis=0)
         step = (len(replies) / num_clients) * mean
-        return {"control": (slots["control"] + step).astype(np.float32)}
+        return {"control": _read_only((slots["control"] + step).astype(np.float32))}
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """Server state is shared by reference with in-process participants: lock it."""
+    a.flags.writeable = False
+    return a

@@ -3,13 +3,17 @@
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.models import CNN, MLP, CharLSTM, LogisticRegression
 from fedswarm.pytorch.params import load_params, module_params
+from fedswarm.pytorch.vectorized import NotVectorizable, VectorizedTorchLearner, vectorizable
 
 __all__ = [
     "CNN",
     "MLP",
     "CharLSTM",
     "LogisticRegression",
+    "NotVectorizable",
     "TorchLearner",
+    "VectorizedTorchLearner",
     "load_params",
     "module_params",
+    "vectorizable",
 ]

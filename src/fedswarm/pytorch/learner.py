@@ -21,7 +21,7 @@ from fedswarm.learner import (
 from fedswarm.params import Params
 from fedswarm.pytorch.params import flat_tensor, load_params, module_params, named_slices
 
-__all__ = ["TorchLearner", "batch_indices"]
+__all__ = ["LossFn", "TorchLearner", "batch_indices", "make_optimizer"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from fedswarm.messages import ClientId, Instruction, Outcome
+from fedswarm.messages import ClientId, Instruction, Outcome, Stage
 
 __all__ = ["ClientError", "Request", "Transport"]
 
@@ -32,9 +32,9 @@ class Transport(Protocol):
 class ClientError(RuntimeError):
     """A participant raised; says which one, in which stage of which round."""
 
-    def __init__(self, stage: str, client_id: ClientId, round_: int, cause: BaseException):
+    def __init__(self, stage: Stage, client_id: ClientId, round_: int, cause: BaseException):
         super().__init__(
-            f"{stage} failed on client {client_id!r} in round {round_}: "
+            f"{stage.value} failed on client {client_id!r} in round {round_}: "
             f"{type(cause).__name__}: {cause}"
         )
         self.stage = stage

@@ -42,7 +42,7 @@ class InMemoryTransport:
             reply, memory = self.make_client(cid).handle(ins, self.memories.get(cid, {}))
         except Exception as exc:
             if self.fail_fast:
-                raise ClientError(stage.value, cid, ins.round, exc) from exc
+                raise ClientError(stage, cid, ins.round, exc) from exc
             return Failure(cid, ins.round, stage, f"{type(exc).__name__}: {exc}")
         self.memories[cid] = memory
         return reply

@@ -1,0 +1,367 @@
+"""Many clients' local training at once: one ``vmap`` over stacked parameters per step.
+
+:class:`VectorizedTorchLearner` returns, for every client, the :class:`LocalFit` that
+:class:`~fedswarm.pytorch.learner.TorchLearner` would (same batch order, same optimiser
+maths, equal up to float rounding), but runs the K clients' mini-batch steps as one
+batched computation: ``vmap(grad_and_value(loss))`` over a ``(K, dim)`` parameter matrix.
+
+Clients of unequal size take different numbers of steps and have smaller last batches.
+Every step pads each client's batch to the widest batch of that step (at most
+``batch_size``) and weights per-sample losses by a 0/1 mask, so each gradient is the mean
+over real samples only. A client with no batch at a step (finished, or without data) is
+frozen by a per-client gate: its parameters and optimiser state stay bit-identical.
+
+Assumptions, as for any padded batching: a sample's logits do not depend on the other
+samples of its batch, and which parameters receive a gradient does not depend on the data.
+
+Peak memory for a chunk of K clients, D parameters and batch size B: roughly
+``(6 + 2s) * K * D`` float32 values (parameters, per-tensor and flat gradients, corrected
+gradient, candidate and gated parameters, old and new optimiser state with ``s`` = 0 for
+plain SGD, 1 with momentum, 2 for Adam), plus ``K * D`` for SCAFFOLD shifts, a copy of the
+chunk's training data, and one step's ``K x B`` samples with their activations.
+``max_clients_per_chunk`` bounds K.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from fedswarm.data.arrays import ArrayDataset
+from fedswarm.learner import (
+    Evaluation,
+    GradientCorrection,
+    LocalFit,
+    LocalTraining,
+    OptimizerKind,
+)
+from fedswarm.params import Params, ParamSpec
+from fedswarm.pytorch.learner import LossFn, TorchLearner, batch_indices
+from fedswarm.pytorch.params import load_params
+
+__all__ = ["NotVectorizable", "VectorizedTorchLearner", "vectorizable"]
+
+OptState = tuple[torch.Tensor, ...]
+# One step's padded batch: x (K, W, ...), y (K, W), mask (K, W) 0/1, active (K,) bool.
+StepBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+StepFn = Callable[..., tuple[dict[str, torch.Tensor], torch.Tensor]]  # grads, losses
+
+_DROPOUT = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+_ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
+
+
+class NotVectorizable(Exception):  # noqa: N818 -- named for what it says, like StopIteration
+    """The model cannot be trained exactly under ``vmap``; use the sequential learner."""
+
+
+def vectorizable(model_fn: Callable[[], nn.Module]) -> str | None:
+    """Why :class:`VectorizedTorchLearner` cannot train ``model_fn()``'s model, or None.
+
+    Static checks of the module tree; random operations called functionally in
+    ``forward`` (e.g. ``F.dropout``) are only caught by ``fit_many``, as NotVectorizable.
+    """
+    return _unvectorizable_reason(model_fn())
+
+
+def _unvectorizable_reason(model: nn.Module) -> str | None:
+    names = tuple(model.state_dict())
+    all_params = dict(model.named_parameters(remove_duplicate=False))
+    buffers = [n for n in names if n not in all_params]
+    if buffers:
+        return (
+            f"it has buffers {buffers[:3]} that forward may update in place (e.g. BatchNorm "
+            "running statistics), and vmapped clients would share them"
+        )
+    if tuple(all_params) != names or len(dict(model.named_parameters())) != len(names):
+        return "it shares one parameter under several names (tied weights)"
+    for name, p in all_params.items():
+        if p.dtype != torch.float32:
+            return f"parameter {name!r} is {p.dtype}, not float32"
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        if isinstance(module, _DROPOUT) and module.p > 0:
+            return f"module {name!r} ({kind}) draws random numbers (dropout) in forward"
+        if isinstance(module, nn.RNNBase):
+            return (
+                f"module {name!r} ({kind}) has no vmap batching rule (aten::mkldnn_rnn_layer): "
+                "vmap falls back to a per-client loop with a performance warning"
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class VectorizedTorchLearner:
+    """A drop-in :class:`~fedswarm.learner.Learner` whose ``fit_many`` trains K clients at once.
+
+    ``loss_fn`` takes ``(logits, targets)`` and returns the batch-mean of per-sample
+    losses (like ``F.cross_entropy``); it is applied to one sample at a time under ``vmap``.
+    """
+
+    model_fn: Callable[[], nn.Module]
+    loss_fn: LossFn = F.cross_entropy
+    eval_batch_size: int = 2048
+    max_clients_per_chunk: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_clients_per_chunk is not None and self.max_clients_per_chunk < 1:
+            raise ValueError(
+                f"max_clients_per_chunk must be at least 1, got {self.max_clients_per_chunk}"
+            )
+
+    @property
+    def sequential(self) -> TorchLearner:
+        """The one-client-at-a-time learner with the same model and loss."""
+        return TorchLearner(self.model_fn, self.loss_fn, self.eval_batch_size)
+
+    def init_params(self, seed: int) -> Params:
+        return self.sequential.init_params(seed)
+
+    def evaluate(self, params: Params, data: ArrayDataset) -> Evaluation:
+        return self.sequential.evaluate(params, data)
+
+    def fit(
+        self,
+        params: Params,
+        data: ArrayDataset,
+        training: LocalTraining,
+        correction: GradientCorrection,
+        seed: int,
+    ) -> LocalFit:
+        return self.fit_many(params, [data], training, [correction], [seed])[0]
+
+    def fit_many(
+        self,
+        params: Params,
+        datasets: Sequence[ArrayDataset],
+        training: LocalTraining,
+        corrections: Sequence[GradientCorrection],
+        seeds: Sequence[int],
+    ) -> list[LocalFit]:
+        """Client k's result equals ``TorchLearner.fit(params, datasets[k], training,
+        corrections[k], seeds[k])`` up to float rounding."""
+        if not len(datasets) == len(corrections) == len(seeds):
+            raise ValueError(
+                f"need one correction and one seed per dataset, got {len(datasets)} datasets, "
+                f"{len(corrections)} corrections and {len(seeds)} seeds"
+            )
+        model = self.model_fn().train()
+        reason = _unvectorizable_reason(model)
+        if reason is not None:
+            raise NotVectorizable(f"{type(model).__name__} cannot be vectorised: {reason}")
+        load_params(model, params)  # checks names and shapes; the probe uses these values
+        _check_clients(datasets, params.dim, corrections)
+        size = self.max_clients_per_chunk or max(len(datasets), 1)
+        fits: list[LocalFit] = []
+        for lo in range(0, len(datasets), size):
+            chunk = slice(lo, lo + size)
+            fits += self._fit_chunk(
+                model, params, datasets[chunk], training, corrections[chunk], seeds[chunk]
+            )
+        return fits
+
+    def _fit_chunk(
+        self,
+        model: nn.Module,
+        params: Params,
+        datasets: Sequence[ArrayDataset],
+        training: LocalTraining,
+        corrections: Sequence[GradientCorrection],
+        seeds: Sequence[int],
+    ) -> list[LocalFit]:
+        start = torch.from_numpy(params.flat.copy())  # (D,)
+        w = start.expand(len(datasets), -1).clone()  # (K, D)
+        state = _init_state(training, w)
+        correct = _corrector(start, corrections)
+        step_fn: StepFn = vmap(grad_and_value(_masked_loss(model, self.loss_fn)))
+        trained = _trained_mask(model, self.loss_fn, datasets)  # (D,) bool; None: all
+        loss_sum = torch.zeros(len(datasets), dtype=torch.float64)
+        steps = torch.zeros(len(datasets), dtype=torch.int64)
+        for t, (x, y, mask, active) in enumerate(_step_batches(datasets, training, seeds), 1):
+            grads, losses = _grads(step_fn, params.spec, w, x, y, mask)  # (K, D), (K,)
+            new_w, new_state = _optimizer_step(w, correct(w, grads), state, t, training)
+            # A 0/1 factor per client (K, 1), and per entry (K, D) if some are not trained.
+            gate = active[:, None] if trained is None else active[:, None] & trained
+            w = torch.where(gate, new_w, w)
+            state = tuple(
+                torch.where(gate, new, old) for new, old in zip(new_state, state, strict=True)
+            )
+            loss_sum += torch.where(active, losses.double(), 0.0)
+            steps += active
+        return [
+            LocalFit(w[k].clone().numpy(), len(d), int(n), float(s / n) if n else 0.0)
+            for k, (d, n, s) in enumerate(zip(datasets, steps, loss_sum, strict=True))
+        ]
+
+
+def _check_clients(
+    datasets: Sequence[ArrayDataset], dim: int, corrections: Sequence[GradientCorrection]
+) -> None:
+    for k, (d, c) in enumerate(zip(datasets, corrections, strict=True)):
+        first = datasets[0].x  # every client's samples must stack with client 0's
+        if d.x.shape[1:] != first.shape[1:] or d.x.dtype != first.dtype:
+            raise ValueError(
+                f"client {k}'s samples are {d.x.dtype} {d.x.shape[1:]}, "
+                f"client 0's are {first.dtype} {first.shape[1:]}"
+            )
+        if c.shift is not None and c.shift.shape != (dim,):
+            raise ValueError(f"client {k}'s shift has shape {c.shift.shape}, expected ({dim},)")
+
+
+def _masked_loss(
+    model: nn.Module, loss_fn: LossFn
+) -> Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """One client's loss: the mean of per-sample losses over the real (mask 1) samples."""
+
+    def per_sample(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return loss_fn(logits[None], target[None])  # (C,), () -> ()
+
+    def loss(
+        tensors: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        # x (W, ...), y (W,), mask (W,): one client's padded batch
+        logits = functional_call(model, tensors, (x,))
+        losses: torch.Tensor = vmap(per_sample)(logits, y)  # (W,)
+        return (losses * mask).sum() / mask.sum().clamp(min=1.0)
+
+    return loss
+
+
+def _grads(
+    step_fn: StepFn,
+    spec: ParamSpec,
+    w: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients (K, D) and losses (K,) of every client's masked loss at ``w`` (K, D)."""
+    bounds = zip(spec.tensors, spec.offsets[:-1], spec.offsets[1:], strict=True)
+    # Differentiate per named tensor, not through slices of w: the backward of each
+    # slice would fill and add a whole (K, D) matrix.
+    tensors = {t.name: w[:, lo:hi].view(len(w), *t.shape) for t, lo, hi in bounds}
+    try:
+        grads, losses = step_fn(tensors, x, y, mask)
+    except RuntimeError as exc:
+        if "random" not in str(exc):
+            raise
+        raise NotVectorizable(
+            "the model calls a random operation in forward (e.g. F.dropout), which vmap "
+            "cannot reproduce client by client"
+        ) from exc
+    return torch.cat([g.reshape(len(w), -1) for g in grads.values()], dim=1), losses
+
+
+def _step_batches(
+    datasets: Sequence[ArrayDataset], training: LocalTraining, seeds: Sequence[int]
+) -> Iterator[StepBatch]:
+    """Each step's batches of all clients, in ``batch_indices`` order, padded to one width."""
+    x_all, y_all, offsets = _stack_data(datasets)
+    pad = len(y_all) - 1  # the zero sample appended by _stack_data
+    orders = [batch_indices(len(d), training, s) for d, s in zip(datasets, seeds, strict=True)]
+    while True:
+        batches = [next(order, None) for order in orders]
+        real = [b for b in batches if b is not None]
+        if not real:
+            return
+        idx = torch.full((len(batches), max(len(b) for b in real)), pad, dtype=torch.int64)
+        for row, (b, offset) in enumerate(zip(batches, offsets, strict=True)):
+            if b is not None:
+                idx[row, : len(b)] = b + offset
+        active = torch.tensor([b is not None for b in batches])
+        yield x_all[idx], y_all[idx], (idx != pad).to(torch.float32), active
+
+
+def _stack_data(datasets: Sequence[ArrayDataset]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """All clients' samples in one tensor with a zero sample (the padding) at the end."""
+    x0, y0 = datasets[0].x, datasets[0].y
+    xs = [d.x for d in datasets] + [np.zeros((1, *x0.shape[1:]), x0.dtype)]
+    ys = [d.y for d in datasets] + [np.zeros(1, y0.dtype)]
+    offsets = np.cumsum([0] + [len(d) for d in datasets])[:-1].tolist()
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), offsets
+
+
+def _trained_mask(
+    model: nn.Module, loss_fn: LossFn, datasets: Sequence[ArrayDataset]
+) -> torch.Tensor | None:
+    """(D,) bool: entries of parameters that get a gradient, which are all the sequential
+    optimiser updates (frozen or unused parameters keep ``grad=None`` and are skipped).
+    None when that is every entry, or when no client has data."""
+    data = next((d for d in datasets if len(d)), None)
+    if data is None:
+        return None
+    params = list(model.parameters())
+    wanted = [p for p in params if p.requires_grad]
+    loss = loss_fn(model(torch.from_numpy(data.x[:1])), torch.from_numpy(data.y[:1]))
+    grads = torch.autograd.grad(loss, wanted, allow_unused=True)
+    has_grad = {id(p) for p, g in zip(wanted, grads, strict=True) if g is not None}
+    if len(has_grad) == len(params):
+        return None
+    return torch.cat([torch.full((p.numel(),), id(p) in has_grad) for p in params])
+
+
+def _corrector(
+    start: torch.Tensor, corrections: Sequence[GradientCorrection]
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``g + mu_k * (w - w_global) + shift_k`` on (K, D) matrices, as TorchLearner's order."""
+    mu = torch.tensor([c.mu for c in corrections], dtype=torch.float32)[:, None]  # (K, 1)
+    any_mu = any(c.mu for c in corrections)
+    shift = None
+    if any(c.shift is not None for c in corrections):
+        shift = torch.stack(
+            [
+                torch.zeros_like(start)
+                if c.shift is None
+                else torch.from_numpy(np.asarray(c.shift, np.float32).copy())
+                for c in corrections
+            ]
+        )  # (K, D)
+
+    def correct(w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        if any_mu:
+            g = g + mu * (w - start)
+        return g if shift is None else g + shift
+
+    return correct
+
+
+def _init_state(training: LocalTraining, w: torch.Tensor) -> OptState:
+    if training.optimizer is OptimizerKind.ADAM:
+        return torch.zeros_like(w), torch.zeros_like(w)  # exp_avg, exp_avg_sq
+    return (torch.zeros_like(w),) if training.momentum else ()  # momentum buffer
+
+
+def _optimizer_step(
+    w: torch.Tensor, g: torch.Tensor, state: OptState, t: int, training: LocalTraining
+) -> tuple[torch.Tensor, OptState]:
+    """``torch.optim.SGD``/``Adam`` (single-tensor) maths on (K, D) matrices; ``t`` from 1.
+
+    Every client active at global step ``t`` is at its own step ``t`` (steps run from 1
+    without gaps), so Adam's bias corrections are the same scalars for all clients.
+    """
+    if training.weight_decay:
+        g = g.add(w, alpha=training.weight_decay)
+    if training.optimizer is OptimizerKind.ADAM:
+        (b1, b2), (m, v) = _ADAM_BETAS, state
+        m = m.lerp(g, 1 - b1)
+        v = v.mul(b2).addcmul(g, g, value=1 - b2)
+        denom = (v.sqrt() / (1 - b2**t) ** 0.5).add(_ADAM_EPS)
+        return w.addcdiv(m, denom, value=-training.lr / (1 - b1**t)), (m, v)
+    if training.momentum:
+        # A zero buffer makes the first step buf = g, as torch's clone-on-first-step does.
+        (buf,) = state
+        g = buf.mul(training.momentum).add(g)
+        state = (g,)
+    return w.add(g, alpha=-training.lr), state

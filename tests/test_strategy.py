@@ -1,0 +1,100 @@
+"""Strategy's two transitions, without any participant: configure_fit and aggregate_fit."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from fedswarm.aggregate import Weighting
+from fedswarm.algorithms.fedprox import FedProx, ProxStep
+from fedswarm.algorithms.scaffold import Scaffold, ScaffoldExtra
+from fedswarm.learner import LocalTraining
+from fedswarm.messages import FitRes, ReplyExtra
+from fedswarm.params import Params
+from fedswarm.sampling import UniformSampler
+from fedswarm.seeding import client_seed, round_rng
+from fedswarm.server_opt import ServerSGD
+from fedswarm.strategy import RunInfo, ServerState, Strategy
+
+RUN = RunInfo("run-x", seed=5)
+TRAINING = LocalTraining(batch_size=4, lr=0.1)
+IDS = [f"c{k}" for k in range(8)]
+
+
+def initial(strategy: Strategy, x0: tuple[float, ...] = (1.0, -1.0)) -> ServerState:
+    return strategy.init(Params.from_arrays({"w": np.array(x0, np.float32)}))
+
+
+def reply(
+    cid: str, update: tuple[float, float], n: int, loss: float, extra: ReplyExtra | None = None
+) -> FitRes:
+    return FitRes(cid, 1, np.array(update, np.float32), n, 2, loss, extra)
+
+
+def test_configure_fit_instructs_the_sampled_clients_of_the_next_round() -> None:
+    sampler = UniformSampler(clients_per_round=3)
+    strategy = Strategy(TRAINING, sampler=sampler, client_update=FedProx(0.25))
+    state = replace(initial(strategy), round=4)
+    requests = strategy.configure_fit(state, IDS[::-1], RUN)
+    # Round 5's sample comes from the run seed's "sample" stream for round 5.
+    assert [cid for cid, _ in requests] == sampler.sample(IDS, round_rng(5, 5, "sample"))
+    for cid, ins in requests:
+        assert (ins.run_id, ins.round, ins.seed) == ("run-x", 5, client_seed(5, 5, cid))
+        assert ins.params is state.params
+        assert ins.training is TRAINING
+        assert ins.step == ProxStep(0.25)
+    next_round = strategy.configure_fit(replace(state, round=5), IDS, RUN)
+    assert {i.seed for _, i in requests}.isdisjoint({i.seed for _, i in next_round})
+
+
+def test_aggregate_fit_by_hand() -> None:
+    strategy = Strategy(TRAINING, server_optimizer=ServerSGD(lr=0.5))
+    state = initial(strategy)
+    replies = [reply("a", (1.0, 2.0), 1, 2.0), reply("b", (3.0, 6.0), 3, 1.0)]
+    new, summary = strategy.aggregate_fit(state, replies, num_clients=10)
+    # mean update (1 * [1, 2] + 3 * [3, 6]) / 4 = [2.5, 5]; x = [1, -1] + 0.5 * [2.5, 5]
+    np.testing.assert_array_equal(new.params.flat, [2.25, 1.5])
+    assert (new.round, new.optimizer.step) == (1, 1)
+    np.testing.assert_array_equal(state.params.flat, [1.0, -1.0])  # the old state stands
+    assert state.round == 0
+    assert (summary.num_replies, summary.num_examples) == (2, 4)
+    assert summary.train_loss == pytest.approx((1 * 2.0 + 3 * 1.0) / 4)
+    assert summary.update_norm == pytest.approx(math.hypot(2.5, 5.0))
+
+
+def first_row(updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """An aggregator that depends on client order: the first update wins."""
+    out: np.ndarray = updates[0]
+    return out
+
+
+def test_aggregate_fit_sorts_replies_by_client_id() -> None:
+    strategy = Strategy(TRAINING, aggregator=first_row)
+    replies = [reply("c", (3.0, 3.0), 1, 0.0), reply("a", (1.0, 1.0), 1, 0.0)]
+    for order in (replies, replies[::-1]):
+        new, _ = strategy.aggregate_fit(initial(strategy), order, num_clients=2)
+        np.testing.assert_array_equal(new.params.flat, [2.0, 0.0])  # "a"'s update
+
+
+def test_train_loss_falls_back_to_the_plain_mean_without_examples() -> None:
+    strategy = Strategy(TRAINING, weighting=Weighting.UNIFORM)
+    replies = [reply("a", (0.0, 0.0), 0, 1.0), reply("b", (0.0, 0.0), 0, 2.0)]
+    _, summary = strategy.aggregate_fit(initial(strategy), replies, num_clients=2)
+    assert summary.train_loss == 1.5
+    assert summary.num_examples == 0
+
+
+def test_scaffold_control_moves_with_the_federation_size() -> None:
+    strategy = Strategy(TRAINING, client_update=Scaffold(), weighting=Weighting.UNIFORM)
+    state = initial(strategy)
+    np.testing.assert_array_equal(state.update["control"], [0.0, 0.0])
+    replies = [
+        reply("a", (1.0, 1.0), 1, 0.0, ScaffoldExtra(np.array([2.0, 0.0], np.float32))),
+        reply("b", (3.0, 3.0), 5, 0.0, ScaffoldExtra(np.array([0.0, 4.0], np.float32))),
+    ]
+    new, _ = strategy.aggregate_fit(state, replies, num_clients=4)
+    np.testing.assert_array_equal(new.update["control"], [0.5, 1.0])  # 2/4 * mean
+    np.testing.assert_array_equal(new.params.flat, [3.0, 1.0])  # uniform: x + [2, 2]
