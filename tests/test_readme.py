@@ -51,10 +51,11 @@ def _keys(model: type[BaseModel]) -> set[str]:
         cfg.FedProxConfig,
         cfg.FedOptConfig,
         cfg.ScaffoldConfig,
+        cfg.SimulationConfig,
     ],
 )
 def test_reference_documents_every_key(model: type[BaseModel]) -> None:
     reference = README.read_text().split("## Config reference", 1)[1]
-    nested = {"data", "model", "client", "strategy", "evaluation"}
+    nested = {"data", "model", "client", "strategy", "evaluation", "simulation"}
     missing = {k for k in _keys(model) - nested if f"`{k}`" not in reference}
     assert not missing, f"README config reference lacks {sorted(missing)}"

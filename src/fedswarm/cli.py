@@ -68,7 +68,7 @@ def _execute(config: RunConfig, out: Path) -> dict[str, Any]:
             if r.central or r.federated:
                 progress.console.print(_line(r))
 
-        simulate(config, out, on_round)
+        simulate(config, out, on_round, log=lambda note: progress.console.print(Text(note)))
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
     _print_summary(summary, out)
     return summary

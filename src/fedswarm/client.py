@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedswarm.data.arrays import ClientData
-from fedswarm.learner import Learner
+from fedswarm.learner import GradientCorrection, Learner, LocalFit
 from fedswarm.messages import (
     ClientId,
     ClientMemory,
@@ -34,8 +34,17 @@ class ClientApp:
         return self.evaluate(ins), memory
 
     def fit(self, ins: FitIns, memory: ClientMemory) -> tuple[FitRes, ClientMemory]:
-        correction = ins.step.correction(memory, ins.params.dim)
+        correction = self.prepare_fit(ins, memory)
         fit = self.learner.fit(ins.params, self.data.train, ins.training, correction, ins.seed)
+        return self.complete_fit(ins, memory, fit)
+
+    # The two halves around local training, for backends that train many clients at once.
+    def prepare_fit(self, ins: FitIns, memory: ClientMemory) -> GradientCorrection:
+        return ins.step.correction(memory, ins.params.dim)
+
+    def complete_fit(
+        self, ins: FitIns, memory: ClientMemory, fit: LocalFit
+    ) -> tuple[FitRes, ClientMemory]:
         update = fit.params - ins.params.flat
         extra, memory = ins.step.finish(memory, update, fit, ins.training)
         res = FitRes(

@@ -30,6 +30,7 @@ from fedswarm.data.registry import DatasetName
 from fedswarm.learner import OptimizerKind
 
 __all__ = [
+    "BackendKind",
     "ClientConfig",
     "ConfigError",
     "DataConfig",
@@ -43,6 +44,7 @@ __all__ = [
     "ModelName",
     "RunConfig",
     "ScaffoldConfig",
+    "SimulationConfig",
     "StrategyConfig",
     "config_sha256",
     "dump_config",
@@ -161,6 +163,18 @@ StrategyConfig = Annotated[
 ]
 
 
+class BackendKind(enum.Enum):
+    SEQUENTIAL = "sequential"  # one participant after another; errors re-raised (debug)
+    VECTORIZED = "vectorized"  # a round's participants trained at once with torch.func
+    PROCESS = "process"  # a local pool of worker processes
+
+
+class SimulationConfig(_Frozen):
+    backend: BackendKind = BackendKind.VECTORIZED
+    workers: int = Field(2, ge=1, description="process backend: worker processes")
+    threads: int = Field(1, ge=1, description="torch intra-op threads per process")
+
+
 class EvaluationConfig(_Frozen):
     every: int = Field(1, ge=1, description="evaluate every k rounds (and after the last)")
     central: bool = Field(True, description="on the held-out central test set")
@@ -175,6 +189,7 @@ class RunConfig(_Frozen):
     client: ClientConfig = ClientConfig()
     strategy: StrategyConfig = FedAvgConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    simulation: SimulationConfig = SimulationConfig()
 
     @model_validator(mode="after")
     def _scaffold_needs_plain_sgd(self) -> RunConfig:

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import assert_never
 
 import torch
+from torch import nn
 
 from fedswarm.algorithms.fedprox import FedProx
 from fedswarm.algorithms.scaffold import Scaffold
-from fedswarm.client import ClientApp
 from fedswarm.config import (
+    BackendKind,
     DataConfig,
     FedAvgConfig,
     FedAvgMConfig,
@@ -29,14 +30,22 @@ from fedswarm.config import (
 )
 from fedswarm.data.arrays import FederatedDataset
 from fedswarm.data.partition import PartitionSpec
-from fedswarm.data.registry import DataSpec, load_dataset
+from fedswarm.data.registry import DataSpec
 from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
-from fedswarm.learner import LocalTraining
+from fedswarm.learner import Learner, LocalTraining
 from fedswarm.models import model_factory
 from fedswarm.pytorch.learner import TorchLearner
+from fedswarm.pytorch.vectorized import vectorizable
 from fedswarm.rundir import RunDirectory
 from fedswarm.sampling import UniformSampler
 from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
+from fedswarm.simulation.backends import (
+    Backend,
+    ProcessBackend,
+    SequentialBackend,
+    VectorizedBackend,
+)
+from fedswarm.simulation.participants import ConfiguredClients, configured_dataset
 from fedswarm.strategy import RunInfo, ServerState, Strategy
 from fedswarm.transport.memory import InMemoryTransport
 
@@ -47,15 +56,26 @@ __all__ = ["Experiment", "build", "build_strategy", "simulate"]
 class Experiment:
     config: RunConfig
     dataset: FederatedDataset
-    learner: TorchLearner
+    learner: Learner  # for the initial model and central evaluation
     strategy: Strategy
     policy: RoundPolicy
     run: RunInfo
+    clients: ConfiguredClients
+    backend: BackendKind  # what actually runs, after any fallback
+    notes: tuple[str, ...] = ()  # what the user should know (e.g. why a fallback happened)
 
     def transport(self) -> InMemoryTransport:
+        """Participants under the configured backend; ``close()`` it when done."""
+        backends: dict[BackendKind, Callable[[], Backend]] = {
+            BackendKind.SEQUENTIAL: SequentialBackend,
+            BackendKind.VECTORIZED: VectorizedBackend,
+            BackendKind.PROCESS: lambda: ProcessBackend(self.config.simulation.workers),
+        }
         return InMemoryTransport(
             list(self.dataset.client_ids()),
-            lambda cid: ClientApp(cid, self.learner, self.dataset.client(cid)),
+            self.clients,
+            fail_fast=self.backend is BackendKind.SEQUENTIAL,  # the debug backend re-raises
+            backend=backends[self.backend](),
         )
 
     def initial_state(self) -> ServerState:
@@ -118,9 +138,22 @@ def data_spec(cfg: DataConfig, seed: int) -> DataSpec:
     )
 
 
+def _backend(config: RunConfig, model_fn: Callable[[], nn.Module]) -> tuple[BackendKind, str]:
+    """The backend to use and, when it is not the configured one, why."""
+    kind = config.simulation.backend
+    if kind is not BackendKind.VECTORIZED:
+        return kind, ""
+    if (why := vectorizable(model_fn)) is not None:
+        return BackendKind.SEQUENTIAL, f"vectorized backend not used: {why}; running sequential"
+    return kind, ""
+
+
 def build(config: RunConfig, run_id: str = "local") -> Experiment:
-    dataset = load_dataset(data_spec(config.data, config.seed))
-    learner = TorchLearner(model_factory(config.model, dataset))
+    spec = data_spec(config.data, config.seed)
+    dataset = configured_dataset(spec)
+    model_fn = model_factory(config.model, dataset)
+    backend, note = _backend(config, model_fn)
+    clients = ConfiguredClients(spec, config.model, backend is BackendKind.VECTORIZED)
     ev = config.evaluation
     policy = RoundPolicy(
         min_replies=config.strategy.min_replies,
@@ -130,7 +163,15 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         else None,
     )
     return Experiment(
-        config, dataset, learner, build_strategy(config), policy, RunInfo(run_id, config.seed)
+        config=config,
+        dataset=dataset,
+        learner=TorchLearner(model_fn),
+        strategy=build_strategy(config),
+        policy=policy,
+        run=RunInfo(run_id, config.seed),
+        clients=clients,
+        backend=backend,
+        notes=(note,) if note else (),
     )
 
 
@@ -138,31 +179,49 @@ def simulate(
     config: RunConfig,
     out: Path,
     on_round: Callable[[RoundReport], None] = lambda r: None,
+    log: Callable[[str], None] = lambda line: None,
 ) -> ServerState:
-    """Run ``config`` in simulation, writing (or resuming) the run directory ``out``."""
-    with _deterministic_torch():
-        return _simulate(config, out, on_round)
+    """Run ``config`` in simulation, writing (or resuming) the run directory ``out``.
+
+    ``log`` receives notes the user should see (a backend fallback, a resumed run).
+    """
+    with _torch_settings(config.simulation.threads):
+        return _simulate(config, out, on_round, log)
 
 
 @contextmanager
-def _deterministic_torch() -> Iterator[None]:
-    """Bit-reproducible kernels for the run, and the caller's setting back afterwards."""
-    before = torch.are_deterministic_algorithms_enabled()
+def _torch_settings(threads: int) -> Iterator[None]:
+    """Bit-reproducible kernels and the run's thread count; the caller's settings after.
+
+    Small federated models train fastest on one thread per process: the parallelism is
+    across participants (vectorised or in worker processes), not inside each matmul.
+    """
+    before = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(before[0])
+        torch.set_num_threads(before[1])
 
 
-def _simulate(config: RunConfig, out: Path, on_round: Callable[[RoundReport], None]) -> ServerState:
+def _simulate(
+    config: RunConfig,
+    out: Path,
+    on_round: Callable[[RoundReport], None],
+    log: Callable[[str], None],
+) -> ServerState:
     exp = build(config)
+    for note in exp.notes:
+        log(note)
     rundir = RunDirectory.open(out, config)
     transport = exp.transport()
     state = exp.initial_state()
     if (ckpt := rundir.checkpoint()) is not None:
         state = ckpt.state
         transport.memories.update(ckpt.memories)
+        log(f"resuming {out} after round {state.round}")
 
     def record(s: ServerState, report: RoundReport) -> None:
         rundir.record_round(s, report, transport.memories)
@@ -173,15 +232,18 @@ def _simulate(config: RunConfig, out: Path, on_round: Callable[[RoundReport], No
         if config.evaluation.central
         else None
     )
-    final = run_rounds(
-        exp.strategy,
-        transport,
-        state,
-        rounds=config.rounds,
-        run=exp.run,
-        policy=exp.policy,
-        central_eval=central,
-        on_round=record,
-    )
+    try:
+        final = run_rounds(
+            exp.strategy,
+            transport,
+            state,
+            rounds=config.rounds,
+            run=exp.run,
+            policy=exp.policy,
+            central_eval=central,
+            on_round=record,
+        )
+    finally:
+        transport.close()
     rundir.finish(final)
     return final

@@ -8,8 +8,9 @@ as numpy, so strategies, transports and the round driver never import torch.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from fedswarm.data.arrays import ArrayDataset
 from fedswarm.params import Params
 
 __all__ = [
+    "BatchLearner",
     "Evaluation",
     "GradientCorrection",
     "Learner",
@@ -121,3 +123,19 @@ class Learner(Protocol):
         ...
 
     def evaluate(self, params: Params, data: ArrayDataset) -> Evaluation: ...
+
+
+@runtime_checkable
+class BatchLearner(Learner, Protocol):
+    """A learner that can also train many participants from the same parameters at once."""
+
+    def fit_many(
+        self,
+        params: Params,
+        datasets: Sequence[ArrayDataset],
+        training: LocalTraining,
+        corrections: Sequence[GradientCorrection],
+        seeds: Sequence[int],
+    ) -> list[LocalFit]:
+        """``[fit(params, d, training, c, s) for ...]``, computed together."""
+        ...

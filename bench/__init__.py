@@ -1,0 +1,1 @@
+"""Benchmarks of fedswarm: run each as ``python bench/<name>.py`` (see BENCHMARKS.md)."""

@@ -1,0 +1,19 @@
+"""Simulation engine: backends that run many virtual participants on one or many machines."""
+
+from fedswarm.simulation.backends import (
+    Backend,
+    Job,
+    JobResult,
+    ProcessBackend,
+    SequentialBackend,
+    VectorizedBackend,
+)
+
+__all__ = [
+    "Backend",
+    "Job",
+    "JobResult",
+    "ProcessBackend",
+    "SequentialBackend",
+    "VectorizedBackend",
+]

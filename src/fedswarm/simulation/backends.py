@@ -1,0 +1,181 @@
+"""Backends: how a batch of participant jobs is executed in simulation.
+
+A backend runs jobs (a participant, an instruction, its memory) and returns, per job,
+the reply and new memory or the exception it raised. It never decides what a failure
+means: the transport does (re-raise in debug mode, or count it as a drop-out). All
+backends give the same results for the same jobs; they differ in where the work runs:
+
+- ``SequentialBackend``: one job after another in this process (the debug backend).
+- ``VectorizedBackend``: all fit jobs of a round as one ``vmap`` computation.
+- ``ProcessBackend``: a local pool of worker processes, for models too big to vectorise.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from fedswarm.client import ClientApp
+from fedswarm.learner import BatchLearner
+from fedswarm.messages import ClientId, ClientMemory, FitIns, Instruction, Reply
+
+__all__ = [
+    "Backend",
+    "ClientFactory",
+    "Job",
+    "JobResult",
+    "ProcessBackend",
+    "SequentialBackend",
+    "VectorizedBackend",
+]
+
+ClientFactory = Callable[[ClientId], ClientApp]
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    client_id: ClientId
+    ins: Instruction
+    memory: ClientMemory
+
+
+@dataclass(frozen=True, eq=False)
+class JobResult:
+    """A reply and the participant's new memory, or the error it raised."""
+
+    client_id: ClientId
+    reply: Reply | None
+    memory: ClientMemory
+    error: BaseException | None = None
+
+
+class Backend(Protocol):
+    def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
+        """Execute ``jobs``; results in the order of ``jobs``."""
+        ...
+
+    def close(self) -> None:
+        """Release workers; the backend may not be used afterwards."""
+        ...
+
+
+def run_job(make_client: ClientFactory, job: Job) -> JobResult:
+    try:
+        reply, memory = make_client(job.client_id).handle(job.ins, job.memory)
+    except Exception as exc:
+        return JobResult(job.client_id, None, job.memory, exc)
+    return JobResult(job.client_id, reply, memory)
+
+
+@dataclass(frozen=True)
+class SequentialBackend:
+    def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
+        return [run_job(make_client, job) for job in jobs]
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class VectorizedBackend:
+    """Trains every fit job of a batch at once with the participants' shared
+    :class:`~fedswarm.learner.BatchLearner` (e.g. ``VectorizedTorchLearner``); evaluation
+    jobs, and fit jobs without a shared batch learner, run one by one."""
+
+    def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
+        fits = [j for j in jobs if isinstance(j.ins, FitIns)]
+        done = {id(j): r for j, r in zip(fits, self._fit_all(make_client, fits), strict=True)}
+        return [done.get(id(j)) or run_job(make_client, j) for j in jobs]
+
+    def _fit_all(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
+        if not jobs:
+            return []
+        apps = [make_client(j.client_id) for j in jobs]
+        ins = [j.ins for j in jobs if isinstance(j.ins, FitIns)]
+        learner = apps[0].learner
+        if (
+            not isinstance(learner, BatchLearner)
+            or any(a.learner is not learner for a in apps)
+            or any(i.params is not ins[0].params or i.training != ins[0].training for i in ins)
+        ):
+            return [run_job(make_client, j) for j in jobs]  # nothing shared to batch over
+        corrections = [a.prepare_fit(i, j.memory) for a, i, j in zip(apps, ins, jobs, strict=True)]
+        fits = learner.fit_many(
+            ins[0].params,
+            [a.data.train for a in apps],
+            ins[0].training,
+            corrections,
+            [i.seed for i in ins],
+        )
+        results = []
+        for app, i, job, fit in zip(apps, ins, jobs, fits, strict=True):
+            reply, memory = app.complete_fit(i, job.memory, fit)
+            results.append(JobResult(job.client_id, reply, memory))
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+_WORKER_FACTORY: ClientFactory | None = None
+
+
+def _init_worker(make_client: ClientFactory) -> None:
+    import torch
+
+    global _WORKER_FACTORY  # one factory per worker process, set once at start-up
+    _WORKER_FACTORY = make_client
+    torch.set_num_threads(1)  # the pool is the parallelism
+
+
+def _worker_job(job: Job) -> JobResult:
+    assert _WORKER_FACTORY is not None, "worker started without a client factory"
+    return run_job(_WORKER_FACTORY, job)
+
+
+class ProcessBackend:
+    """A pool of ``workers`` processes, each building participants with its own copy of the
+    (picklable) client factory, so datasets are loaded in the workers, not shipped."""
+
+    def __init__(self, workers: int = 2) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._factory: ClientFactory | None = None
+
+    def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
+        pool = self._pool_for(make_client)
+        return list(pool.map(_worker_job, jobs, chunksize=max(1, len(jobs) // (4 * self.workers))))
+
+    def _pool_for(self, make_client: ClientFactory) -> ProcessPoolExecutor:
+        if self._pool is not None and self._factory is make_client:
+            return self._pool
+        self.close()
+        _check_picklable(make_client)
+        ctx = multiprocessing.get_context("forkserver")  # no forked torch thread pools
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(make_client,)
+        )
+        self._factory = make_client
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+def _check_picklable(make_client: ClientFactory) -> None:
+    import pickle
+
+    try:
+        pickle.dumps(make_client)
+    except Exception as exc:
+        raise TypeError(
+            "the process and ray backends run participants in other processes, so the client "
+            f"factory must be picklable (a module-level class or function, not a lambda): {exc}"
+        ) from None

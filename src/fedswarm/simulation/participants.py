@@ -1,0 +1,50 @@
+"""Participants built from configuration, in whichever process runs them.
+
+:class:`ConfiguredClients` is a small picklable factory: a worker process (or Ray actor)
+that receives it loads the dataset itself, once, and then builds participants on demand,
+so client data is never shipped from the driver and only sampled participants exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from fedswarm.client import ClientApp
+from fedswarm.config import ModelConfig
+from fedswarm.data.arrays import FederatedDataset
+from fedswarm.data.registry import DataSpec, load_dataset
+from fedswarm.learner import Learner
+from fedswarm.messages import ClientId
+from fedswarm.models import model_factory
+
+__all__ = ["ConfiguredClients", "configured_dataset", "configured_learner"]
+
+
+@lru_cache(maxsize=4)
+def configured_dataset(spec: DataSpec) -> FederatedDataset:
+    """The dataset of ``spec``, loaded once per process."""
+    return load_dataset(spec)
+
+
+@lru_cache(maxsize=8)
+def configured_learner(spec: DataSpec, model: ModelConfig, vectorized: bool) -> Learner:
+    """One learner per process and configuration: vectorised backends batch participants
+    that share it."""
+    from fedswarm.pytorch.learner import TorchLearner
+    from fedswarm.pytorch.vectorized import VectorizedTorchLearner
+
+    model_fn = model_factory(model, configured_dataset(spec))
+    return VectorizedTorchLearner(model_fn) if vectorized else TorchLearner(model_fn)
+
+
+@dataclass(frozen=True)
+class ConfiguredClients:
+    data: DataSpec
+    model: ModelConfig
+    vectorized: bool = False
+
+    def __call__(self, client_id: ClientId) -> ClientApp:
+        dataset = configured_dataset(self.data)
+        learner = configured_learner(self.data, self.model, self.vectorized)
+        return ClientApp(client_id, learner, dataset.client(client_id))
