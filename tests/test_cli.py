@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 import torch
+from click.testing import Result
 from matplotlib.image import imread
 from safetensors.numpy import load_file
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from fedswarm.cli import app
 from fedswarm.config import config_sha256, load_config, loads_config
@@ -315,7 +316,7 @@ def test_datasets_lists_all_five(tmp_path: Path) -> None:
     [
         ([], ["Usage: fedswarm", "federated learning", "demo", "run", "datasets"]),
         (["demo"], ["--out", "--rounds", "digits", "20 clients", "Dirichlet", "FedAvg"]),
-        (["run"], ["CONFIG.toml", "Run configuration (TOML)", "--out", "resumes"]),
+        (["run"], ["CONFIG.toml", "run configuration (TOML)", "--out", "resumes"]),
         (["datasets"], ["List the datasets", "installed", "how to install"]),
     ],
     ids=["fedswarm", "demo", "run", "datasets"],

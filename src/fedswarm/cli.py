@@ -137,7 +137,10 @@ def run(
     ],
     out: OutOption = None,
 ) -> None:
-    """Run any configured simulation."""
+    """Run any configured simulation from a run configuration (TOML) file.
+
+    The README's config reference lists every key; unknown keys are errors.
+    """
     from fedswarm.config import ConfigError, load_config
 
     try:

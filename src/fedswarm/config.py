@@ -126,6 +126,9 @@ class _Sampling(_Frozen):
     fraction: float = Field(1.0, gt=0, le=1, description="C: fraction of clients per round")
     min_clients: int = Field(1, ge=1)
     min_replies: int = Field(1, ge=1, description="quorum: fewer replies fail the round")
+    deadline_s: float | None = Field(
+        None, gt=0, description="round deadline (simulation: simulated device seconds)"
+    )
 
 
 class FedAvgConfig(_Sampling):
@@ -173,6 +176,17 @@ class SimulationConfig(_Frozen):
     backend: BackendKind = BackendKind.VECTORIZED
     workers: int = Field(2, ge=1, description="process backend: worker processes")
     threads: int = Field(1, ge=1, description="torch intra-op threads per process")
+    # Simulated devices (all deterministic in the seed and the client id):
+    dropout: float = Field(0.0, ge=0, lt=1, description="chance a sampled client vanishes")
+    speed_sigma: float = Field(0.0, ge=0, description="log-normal spread of device speeds")
+    steps_per_second: float = Field(100.0, gt=0, description="a median device's local steps/s")
+    min_epochs: int | None = Field(
+        None, ge=1, description="each client does U{min_epochs..client.epochs} epochs a round"
+    )
+
+    @property
+    def simulates_devices(self) -> bool:
+        return bool(self.dropout or self.speed_sigma or self.min_epochs)
 
 
 class EvaluationConfig(_Frozen):

@@ -45,6 +45,7 @@ from fedswarm.simulation.backends import (
     SequentialBackend,
     VectorizedBackend,
 )
+from fedswarm.simulation.devices import DeviceModel
 from fedswarm.simulation.participants import ConfiguredClients, configured_dataset
 from fedswarm.strategy import RunInfo, ServerState, Strategy
 from fedswarm.transport.memory import InMemoryTransport
@@ -76,6 +77,7 @@ class Experiment:
             self.clients,
             fail_fast=self.backend is BackendKind.SEQUENTIAL,  # the debug backend re-raises
             backend=backends[self.backend](),
+            devices=_devices(self.config),
         )
 
     def initial_state(self) -> ServerState:
@@ -138,6 +140,15 @@ def data_spec(cfg: DataConfig, seed: int) -> DataSpec:
     )
 
 
+def _devices(config: RunConfig) -> DeviceModel | None:
+    sim = config.simulation
+    if not sim.simulates_devices:
+        return None
+    return DeviceModel(
+        config.seed, sim.dropout, sim.speed_sigma, sim.steps_per_second, sim.min_epochs
+    )
+
+
 def _backend(config: RunConfig, model_fn: Callable[[], nn.Module]) -> tuple[BackendKind, str]:
     """The backend to use and, when it is not the configured one, why."""
     kind = config.simulation.backend
@@ -157,6 +168,7 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
     ev = config.evaluation
     policy = RoundPolicy(
         min_replies=config.strategy.min_replies,
+        timeout_s=config.strategy.deadline_s,
         evaluate_every=ev.every,
         federated_eval=UniformSampler(clients_per_round=ev.federated_clients)
         if ev.federated_clients

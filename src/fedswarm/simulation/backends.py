@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fedswarm.client import ClientApp
-from fedswarm.learner import BatchLearner
+from fedswarm.learner import BatchLearner, LocalTraining
 from fedswarm.messages import ClientId, ClientMemory, FitIns, Instruction, Reply
 
 __all__ = [
@@ -86,22 +86,36 @@ class VectorizedBackend:
     jobs, and fit jobs without a shared batch learner, run one by one."""
 
     def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
-        fits = [j for j in jobs if isinstance(j.ins, FitIns)]
-        done = {id(j): r for j, r in zip(fits, self._fit_all(make_client, fits), strict=True)}
-        return [done.get(id(j)) or run_job(make_client, j) for j in jobs]
+        results: dict[int, JobResult] = {}
+        groups: dict[tuple[int, int, LocalTraining], list[tuple[int, Job, ClientApp]]] = {}
+        for i, job in enumerate(jobs):
+            app = make_client(job.client_id) if isinstance(job.ins, FitIns) else None
+            if app is None or not isinstance(app.learner, BatchLearner):
+                results[i] = run_job(make_client, job)
+                continue
+            assert isinstance(job.ins, FitIns)
+            # Batched together: same learner, same global parameters, same local training
+            # (participants may differ in their training, e.g. in simulated local epochs).
+            key = (id(app.learner), id(job.ins.params), job.ins.training)
+            groups.setdefault(key, []).append((i, job, app))
+        for members in groups.values():
+            for (i, _, _), result in zip(members, _fit_group(members), strict=True):
+                results[i] = result
+        return [results[i] for i in range(len(jobs))]
 
-    def _fit_all(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
-        if not jobs:
-            return []
-        apps = [make_client(j.client_id) for j in jobs]
-        ins = [j.ins for j in jobs if isinstance(j.ins, FitIns)]
-        learner = apps[0].learner
-        if (
-            not isinstance(learner, BatchLearner)
-            or any(a.learner is not learner for a in apps)
-            or any(i.params is not ins[0].params or i.training != ins[0].training for i in ins)
-        ):
-            return [run_job(make_client, j) for j in jobs]  # nothing shared to batch over
+    def close(self) -> None:
+        pass
+
+
+def _fit_group(members: Sequence[tuple[int, Job, ClientApp]]) -> list[JobResult]:
+    """One ``fit_many`` for participants sharing learner, parameters and training."""
+    jobs = [job for _, job, _ in members]
+    apps = [app for _, _, app in members]
+    ins = [job.ins for job in jobs if isinstance(job.ins, FitIns)]
+    learner = apps[0].learner
+    assert isinstance(learner, BatchLearner)
+    assert len(ins) == len(jobs)
+    try:
         corrections = [a.prepare_fit(i, j.memory) for a, i, j in zip(apps, ins, jobs, strict=True)]
         fits = learner.fit_many(
             ins[0].params,
@@ -110,14 +124,14 @@ class VectorizedBackend:
             corrections,
             [i.seed for i in ins],
         )
-        results = []
-        for app, i, job, fit in zip(apps, ins, jobs, fits, strict=True):
-            reply, memory = app.complete_fit(i, job.memory, fit)
-            results.append(JobResult(job.client_id, reply, memory))
-        return results
-
-    def close(self) -> None:
-        pass
+        done = [
+            a.complete_fit(i, j.memory, f) for a, i, j, f in zip(apps, ins, jobs, fits, strict=True)
+        ]
+    except Exception as exc:  # a batched step cannot be pinned on one participant
+        return [JobResult(j.client_id, None, j.memory, exc) for j in jobs]
+    return [
+        JobResult(j.client_id, reply, memory) for j, (reply, memory) in zip(jobs, done, strict=True)
+    ]
 
 
 _WORKER_FACTORY: ClientFactory | None = None

@@ -10,11 +10,21 @@ time. How their jobs run (one by one, vectorised, in worker processes) is the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fedswarm.client import ClientApp
-from fedswarm.messages import ClientId, ClientMemory, Failure, FitIns, Outcome, Stage
+from fedswarm.messages import (
+    ClientId,
+    ClientMemory,
+    Failure,
+    FitIns,
+    FitRes,
+    Instruction,
+    Outcome,
+    Stage,
+)
 from fedswarm.simulation.backends import Backend, Job, JobResult, SequentialBackend
+from fedswarm.simulation.devices import DeviceModel
 from fedswarm.transport.base import ClientError, Request
 
 __all__ = ["InMemoryTransport"]
@@ -30,6 +40,7 @@ class InMemoryTransport:
     make_client: Callable[[ClientId], ClientApp]
     fail_fast: bool = True
     backend: Backend = field(default_factory=SequentialBackend)
+    devices: DeviceModel | None = None  # simulated speeds, drop-outs and local work
     # Participant-side storage (their "disks"): the only mutable state, owned here.
     memories: dict[ClientId, ClientMemory] = field(default_factory=dict)
 
@@ -37,22 +48,41 @@ class InMemoryTransport:
         return self.client_ids
 
     def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
-        # timeout: simulated participants cannot be abandoned midway; deadlines apply to
-        # transports whose participants run elsewhere (and to simulated device speeds).
-        jobs = [Job(cid, ins, self.memories.get(cid, {})) for cid, ins in requests]
-        results = self.backend.run(self.make_client, jobs)
-        return [self._outcome(job, res) for job, res in zip(jobs, results, strict=True)]
+        """Run the requests; ``timeout`` is the round deadline in simulated device seconds
+        (it applies when a :class:`DeviceModel` gives the devices speeds)."""
+        outcomes: dict[int, Outcome] = {}
+        jobs: list[tuple[int, Job]] = []
+        for i, (cid, ins) in enumerate(requests):
+            if self.devices and self.devices.drops_out(ins.round, cid):
+                outcomes[i] = Failure(cid, ins.round, _stage(ins), "dropped out (simulated)")
+                continue
+            if self.devices and isinstance(ins, FitIns):
+                ins = replace(ins, training=self.devices.training(ins.round, cid, ins.training))
+            jobs.append((i, Job(cid, ins, self.memories.get(cid, {}))))
+        results = self.backend.run(self.make_client, [job for _, job in jobs])
+        for (i, job), res in zip(jobs, results, strict=True):
+            outcomes[i] = self._outcome(job, res, timeout)
+        return [outcomes[i] for i in range(len(requests))]
 
-    def _outcome(self, job: Job, res: JobResult) -> Outcome:
-        stage = Stage.FIT if isinstance(job.ins, FitIns) else Stage.EVALUATE
+    def _outcome(self, job: Job, res: JobResult, deadline: float | None) -> Outcome:
+        stage = _stage(job.ins)
         if res.error is not None:
             if self.fail_fast:
                 raise ClientError(stage, job.client_id, job.ins.round, res.error) from res.error
             reason = f"{type(res.error).__name__}: {res.error}"
             return Failure(job.client_id, job.ins.round, stage, reason)
         assert res.reply is not None
+        if self.devices and deadline is not None and isinstance(res.reply, FitRes):
+            took = self.devices.seconds(job.client_id, res.reply.num_steps)
+            if took > deadline:  # its reply arrives after the round closed
+                why = f"straggler: took {took:.1f} simulated s, the deadline is {deadline:.1f} s"
+                return Failure(job.client_id, job.ins.round, stage, why)
         self.memories[job.client_id] = res.memory
         return res.reply
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _stage(ins: Instruction) -> Stage:
+    return Stage.FIT if isinstance(ins, FitIns) else Stage.EVALUATE
