@@ -19,16 +19,26 @@ heterogeneity of the means.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 
-from fedswarm.data.arrays import ArrayDataset, ClientData
-from fedswarm.data.natural import NaturalDataset, natural_dataset
-from fedswarm.data.splits import client_id, client_rng, random_local_split
+from fedswarm.data.arrays import ArrayDataset, ClientData, concat
+from fedswarm.data.splits import check_seed, client_id, client_rng, random_local_split
 
-__all__ = ["NUM_CLASSES", "NUM_FEATURES", "generate_client", "load_synthetic"]
+__all__ = [
+    "CENTRAL_CLIENTS",
+    "NUM_CLASSES",
+    "NUM_FEATURES",
+    "SyntheticDataset",
+    "generate_client",
+    "load_synthetic",
+]
 
 NUM_FEATURES = 60
 NUM_CLASSES = 10
+CENTRAL_CLIENTS = 200  # clients whose local tests form the central test set
 _STD_X = np.arange(1, NUM_FEATURES + 1, dtype=np.float64) ** (-1.2 / 2)  # sqrt(Sigma_jj)
 
 
@@ -55,8 +65,8 @@ def load_synthetic(
     seed: int = 0,
     local_test_fraction: float = 0.2,
     max_samples_per_client: int | None = None,
-) -> NaturalDataset:
-    """``num_clients`` generated clients ``"00000"``, ... ; central test = union of local tests.
+) -> SyntheticDataset:
+    """``num_clients`` clients ``"00000"``, ..., generated lazily (see :class:`SyntheticDataset`).
 
     Client k is generated from the seed ``(seed, k)`` alone, so the first clients are the same
     whatever ``num_clients`` is. ``max_samples_per_client`` caps the heavy lognormal tail.
@@ -69,10 +79,60 @@ def load_synthetic(
         raise ValueError(
             f"max_samples_per_client must be None or >= 1, got {max_samples_per_client}"
         )
-    clients = {}
-    for k in range(num_clients):
-        rng = client_rng(seed, k)
-        data = generate_client(rng, alpha, beta, max_samples_per_client)
-        train, test = random_local_split(len(data), local_test_fraction, rng)
-        clients[client_id(k, num_clients)] = ClientData(data.subset(train), data.subset(test))
-    return natural_dataset("synthetic", NUM_CLASSES, clients)
+    check_seed(seed)
+    return SyntheticDataset(
+        num_clients, alpha, beta, seed, local_test_fraction, max_samples_per_client
+    )
+
+
+@dataclass(frozen=True)
+class SyntheticDataset:
+    """Synthetic(alpha, beta) clients generated on demand: a federation of 100,000 clients
+    costs nothing until a client is sampled (only its own samples are then made).
+
+    The central test set is the union of the local tests of the first
+    :data:`CENTRAL_CLIENTS` clients (all of them in smaller federations).
+    """
+
+    num_clients: int
+    alpha: float
+    beta: float
+    seed: int
+    local_test_fraction: float
+    max_samples_per_client: int | None
+
+    @property
+    def name(self) -> str:
+        return "synthetic"
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_CLASSES
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (NUM_FEATURES,)
+
+    @cached_property
+    def central_test(self) -> ArrayDataset:
+        first = range(min(self.num_clients, CENTRAL_CLIENTS))
+        return concat([self._client(k).test for k in first])
+
+    def client_ids(self) -> tuple[str, ...]:
+        return tuple(client_id(k, self.num_clients) for k in range(self.num_clients))
+
+    def client(self, cid: str) -> ClientData:
+        k = int(cid) if cid.isdigit() else -1
+        if not 0 <= k < self.num_clients or cid != client_id(k, self.num_clients):
+            raise KeyError(
+                f"unknown client id {cid!r}: synthetic has {self.num_clients} clients, "
+                f"{client_id(0, self.num_clients)!r} to "
+                f"{client_id(self.num_clients - 1, self.num_clients)!r}"
+            )
+        return self._client(k)
+
+    def _client(self, k: int) -> ClientData:
+        rng = client_rng(self.seed, k)
+        data = generate_client(rng, self.alpha, self.beta, self.max_samples_per_client)
+        train, test = random_local_split(len(data), self.local_test_fraction, rng)
+        return ClientData(data.subset(train), data.subset(test))
