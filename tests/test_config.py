@@ -415,3 +415,4 @@ def test_build_scaffold() -> None:
     assert isinstance(strategy.client_update, Scaffold)
     assert strategy.server_optimizer == ServerSGD(lr=0.5)
     assert set(strategy.client_update.init(3)) == {"control"}  # the server's c
+    assert strategy.weighting is Weighting.UNIFORM  # as the paper and the scaffold() preset

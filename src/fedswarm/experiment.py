@@ -16,8 +16,7 @@ from typing import assert_never
 import torch
 from torch import nn
 
-from fedswarm.algorithms.fedprox import FedProx
-from fedswarm.algorithms.scaffold import Scaffold
+from fedswarm.algorithms.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
 from fedswarm.config import (
     BackendKind,
     DataConfig,
@@ -38,7 +37,7 @@ from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
 from fedswarm.rundir import RunDirectory
 from fedswarm.sampling import UniformSampler
-from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
+from fedswarm.server_opt import AdaptiveRule
 from fedswarm.simulation.backends import (
     Backend,
     ProcessBackend,
@@ -96,24 +95,18 @@ def build_strategy(config: RunConfig) -> Strategy:
         weight_decay=c.weight_decay,
     )
     sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
-    match s:
+    match s:  # the presets hold each algorithm's composition; config only picks one
         case FedAvgConfig():
-            return Strategy(training, sampler, weighting=s.weighting)
+            return fedavg(training, sampler, s.weighting)
         case FedAvgMConfig():
-            return Strategy(
-                training, sampler, server_optimizer=ServerSGD(s.server_lr, s.server_momentum)
-            )
+            return fedavgm(training, sampler, s.server_lr, s.server_momentum)
         case FedProxConfig():
-            return Strategy(training, sampler, client_update=FedProx(s.mu))
+            return fedprox(training, s.mu, sampler)
         case FedOptConfig():
-            opt = ServerAdaptive(
-                AdaptiveRule(s.name.removeprefix("fed")), s.server_lr, s.beta1, s.beta2, s.tau
-            )
-            return Strategy(training, sampler, server_optimizer=opt)
+            rule = AdaptiveRule(s.name.removeprefix("fed"))
+            return fedopt(training, rule, sampler, s.server_lr, s.beta1, s.beta2, s.tau)
         case ScaffoldConfig():
-            return Strategy(
-                training, sampler, client_update=Scaffold(), server_optimizer=ServerSGD(s.server_lr)
-            )
+            return scaffold(training, sampler, s.server_lr)
     assert_never(s)
 
 
