@@ -16,6 +16,7 @@ from fedswarm.messages import (
     Instruction,
     Reply,
 )
+from fedswarm.transforms import apply_transforms
 
 __all__ = ["ClientApp"]
 
@@ -46,7 +47,8 @@ class ClientApp:
         self, ins: FitIns, memory: ClientMemory, fit: LocalFit
     ) -> tuple[FitRes, ClientMemory]:
         update = fit.params - ins.params.flat
-        extra, memory = ins.step.finish(memory, update, fit, ins.training)
+        extra, memory = ins.step.finish(memory, update, fit, ins.training)  # from the raw update
+        update = apply_transforms(ins.transforms, update, ins.seed)
         res = FitRes(
             client_id=self.client_id,
             round=ins.round,

@@ -126,6 +126,9 @@ class _Sampling(_Frozen):
     fraction: float = Field(1.0, gt=0, le=1, description="C: fraction of clients per round")
     min_clients: int = Field(1, ge=1)
     min_replies: int = Field(1, ge=1, description="quorum: fewer replies fail the round")
+    clip_norm: float | None = Field(
+        None, gt=0, description="participants clip their update to this L2 norm before sending"
+    )
     deadline_s: float | None = Field(
         None, gt=0, description="round deadline (simulation: simulated device seconds)"
     )
@@ -170,12 +173,17 @@ class BackendKind(enum.Enum):
     SEQUENTIAL = "sequential"  # one participant after another; errors re-raised (debug)
     VECTORIZED = "vectorized"  # a round's participants trained at once with torch.func
     PROCESS = "process"  # a local pool of worker processes
+    RAY = "ray"  # a pool of Ray actors, on this machine or a Ray cluster
 
 
 class SimulationConfig(_Frozen):
     backend: BackendKind = BackendKind.VECTORIZED
     workers: int = Field(2, ge=1, description="process backend: worker processes")
     threads: int = Field(1, ge=1, description="torch intra-op threads per process")
+    ray_address: str | None = Field(
+        None, description="ray: 'auto' joins a running cluster; unset starts a local one"
+    )
+    ray_actors: int | None = Field(None, ge=1, description="ray: actors; unset: one per CPU")
     # Simulated devices (all deterministic in the seed and the client id):
     dropout: float = Field(0.0, ge=0, lt=1, description="chance a sampled client vanishes")
     speed_sigma: float = Field(0.0, ge=0, description="log-normal spread of device speeds")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import assert_never
 
@@ -26,6 +26,7 @@ from fedswarm.config import (
     FedProxConfig,
     RunConfig,
     ScaffoldConfig,
+    StrategyConfig,
 )
 from fedswarm.data.arrays import FederatedDataset
 from fedswarm.data.partition import PartitionSpec
@@ -46,7 +47,9 @@ from fedswarm.simulation.backends import (
 )
 from fedswarm.simulation.devices import DeviceModel
 from fedswarm.simulation.participants import ConfiguredClients, configured_dataset
+from fedswarm.simulation.ray_backend import RayBackend
 from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.transforms import ClipNorm
 from fedswarm.transport.memory import InMemoryTransport
 
 __all__ = ["Experiment", "build", "build_strategy", "simulate"]
@@ -66,10 +69,12 @@ class Experiment:
 
     def transport(self) -> InMemoryTransport:
         """Participants under the configured backend; ``close()`` it when done."""
+        sim = self.config.simulation
         backends: dict[BackendKind, Callable[[], Backend]] = {
             BackendKind.SEQUENTIAL: SequentialBackend,
             BackendKind.VECTORIZED: VectorizedBackend,
-            BackendKind.PROCESS: lambda: ProcessBackend(self.config.simulation.workers),
+            BackendKind.PROCESS: lambda: ProcessBackend(sim.workers),
+            BackendKind.RAY: lambda: RayBackend(sim.ray_address, sim.ray_actors),
         }
         return InMemoryTransport(
             list(self.dataset.client_ids()),
@@ -95,6 +100,13 @@ def build_strategy(config: RunConfig) -> Strategy:
         weight_decay=c.weight_decay,
     )
     sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
+    strategy = _algorithm(s, training, sampler)
+    if s.clip_norm is not None:
+        strategy = replace(strategy, transforms=(ClipNorm(s.clip_norm),))
+    return strategy
+
+
+def _algorithm(s: StrategyConfig, training: LocalTraining, sampler: UniformSampler) -> Strategy:
     match s:  # the presets hold each algorithm's composition; config only picks one
         case FedAvgConfig():
             return fedavg(training, sampler, s.weighting)
@@ -221,22 +233,23 @@ def _simulate(
     for note in exp.notes:
         log(note)
     rundir = RunDirectory.open(out, config)
-    transport = exp.transport()
-    state = exp.initial_state()
-    if (ckpt := rundir.checkpoint()) is not None:
-        state = ckpt.state
-        transport.memories.update(ckpt.memories)
+    checkpoint = rundir.checkpoint()  # before any workers start: a bad one fails fast
+    state = checkpoint.state if checkpoint else exp.initial_state()
+    if checkpoint:
         log(f"resuming {out} after round {state.round}")
-
-    def record(s: ServerState, report: RoundReport) -> None:
-        rundir.record_round(s, report, transport.memories)
-        on_round(report)
-
     central = (
         (lambda p: exp.learner.evaluate(p, exp.dataset.central_test))
         if config.evaluation.central
         else None
     )
+    transport = exp.transport()
+    if checkpoint:
+        transport.memories.update(checkpoint.memories)
+
+    def record(s: ServerState, report: RoundReport) -> None:
+        rundir.record_round(s, report, transport.memories)
+        on_round(report)
+
     try:
         final = run_rounds(
             exp.strategy,

@@ -17,6 +17,7 @@ import numpy as np
 
 from fedswarm.learner import GradientCorrection, LocalFit, LocalTraining
 from fedswarm.params import Params
+from fedswarm.transforms import UpdateTransform
 
 __all__ = [
     "ClientId",
@@ -72,6 +73,7 @@ class FitIns:
     training: LocalTraining
     step: ClientStep
     seed: int  # batch order and any local randomness; derived from the run seed
+    transforms: tuple[UpdateTransform, ...] = ()  # applied to the update before it is sent
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,6 +22,7 @@ from fedswarm.params import Params
 from fedswarm.sampling import Sampler, UniformSampler
 from fedswarm.seeding import client_seed, round_rng
 from fedswarm.server_opt import OptimizerState, ServerOptimizer, ServerSGD
+from fedswarm.transforms import UpdateTransform
 
 __all__ = ["FitSummary", "RunInfo", "ServerState", "Strategy"]
 
@@ -58,6 +59,7 @@ class Strategy:
     aggregator: Aggregator = weighted_mean
     server_optimizer: ServerOptimizer = field(default_factory=ServerSGD)
     weighting: Weighting = Weighting.EXAMPLES
+    transforms: tuple[UpdateTransform, ...] = ()  # participants apply them to their updates
 
     def __post_init__(self) -> None:
         if (why := self.client_update.unsupported(self.training)) is not None:
@@ -88,6 +90,7 @@ class Strategy:
                     self.training,
                     step,
                     client_seed(run.seed, rnd, cid),
+                    self.transforms,
                 ),
             )
             for cid in clients

@@ -8,12 +8,14 @@ from fedswarm.simulation.backends import (
     SequentialBackend,
     VectorizedBackend,
 )
+from fedswarm.simulation.ray_backend import RayBackend
 
 __all__ = [
     "Backend",
     "Job",
     "JobResult",
     "ProcessBackend",
+    "RayBackend",
     "SequentialBackend",
     "VectorizedBackend",
 ]
