@@ -17,11 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import torch
-from click.testing import Result
 from matplotlib.image import imread
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
@@ -31,6 +30,21 @@ from fedswarm.config import config_sha256, load_config, loads_config
 from fedswarm.data.errors import DatasetNotInstalledError
 from fedswarm.data.fashion_mnist import ENV_VAR, load_fashion_mnist
 from fedswarm.pytorch.models import MLP
+
+
+class Result(Protocol):
+    """What the tests read of a CLI result (typer 0.29 and the older typer the Flower
+    benchmark pins have different Result classes; both have these)."""
+
+    @property
+    def exit_code(self) -> int: ...
+
+    @property
+    def output(self) -> str: ...
+
+    @property
+    def exception(self) -> BaseException | None: ...
+
 
 DEMO_TOML = (files("fedswarm") / "configs" / "demo.toml").read_text()
 DEMO_ROUNDS, DEMO_EVERY = 40, 5
