@@ -1,12 +1,15 @@
-"""The ``fedswarm`` command line: ``demo``, ``run`` and ``datasets``."""
+"""The ``fedswarm`` command line: ``demo``, ``run``, ``datasets`` and the ``ca`` group."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -163,6 +166,97 @@ def datasets() -> None:
             table.add_row(name.value, f"ok: {ds.num_classes} classes, input {ds.input_shape}")
         except DatasetNotInstalledError as exc:
             table.add_row(name.value, Text(str(exc), style="yellow"))
+    console.print(table)
+
+
+ca_app = typer.Typer(
+    help="Federation PKI: a CA and node certificates for mutual TLS.", no_args_is_help=True
+)
+app.add_typer(ca_app, name="ca")
+
+CaDirOption = Annotated[
+    Path, typer.Option("--dir", help="CA directory (made by `fedswarm ca init`).")
+]
+DaysOption = Annotated[int, typer.Option(min=1, help="Validity in days.")]
+
+
+@contextmanager
+def _ca_errors() -> Iterator[None]:
+    from fedswarm.deploy.pki import PkiError
+
+    try:
+        yield
+    except (PkiError, OSError) as exc:
+        raise _fail("ca error", exc, 1) from None
+
+
+@ca_app.command("init")
+def ca_init(
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Directory for the new CA.")
+    ] = Path("pki"),
+    name: Annotated[str, typer.Option(help="The CA's common name.")] = "fedswarm-ca",
+    days: DaysOption = 3650,
+) -> None:
+    """Create a federation CA: ca.key (0600), ca.crt, an empty ca.crl and index.json."""
+    from fedswarm.deploy.pki import init_ca
+
+    with _ca_errors():
+        paths = init_ca(directory, name, days)
+    console.print(
+        f"CA {name!r} in {paths.dir}: keep {paths.key.name} private; give every node "
+        f"{paths.cert.name}, and servers {paths.crl.name}"
+    )
+
+
+@ca_app.command("issue")
+def ca_issue(
+    name: Annotated[str, typer.Argument(help="Node identity (the certificate's common name).")],
+    role: Annotated[
+        str,
+        typer.Option(click_type=click.Choice(["server", "client"]), help="The node's role."),
+    ],
+    directory: CaDirOption = Path("pki"),
+    days: DaysOption = 365,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(help="Servers: another DNS name or IP clients dial (repeatable)."),
+    ] = None,
+) -> None:
+    """Issue a node a key (0600) and a certificate signed by the CA, under DIR/nodes/."""
+    from fedswarm.deploy.pki import Role, issue
+
+    with _ca_errors():
+        node = issue(directory, name, Role(role), days, host or ())
+    console.print(
+        f"{node.role} {node.name!r}: {node.key} (private), {node.cert}, with {node.ca_cert}"
+    )
+
+
+@ca_app.command("revoke")
+def ca_revoke(name: str, directory: CaDirOption = Path("pki")) -> None:
+    """Revoke a node's certificate and re-sign the CRL (servers must reload ca.crl)."""
+    from fedswarm.deploy.pki import revoke
+
+    with _ca_errors():
+        revoke(directory, name)
+    console.print(f"revoked {name!r}; give servers the new {directory / 'ca.crl'}")
+
+
+@ca_app.command("list")
+def ca_list(directory: CaDirOption = Path("pki")) -> None:
+    """List the certificates the CA has issued, revoked and expired ones included."""
+    import datetime as dt
+
+    from fedswarm.deploy.pki import list_certificates
+
+    with _ca_errors():
+        entries = list_certificates(directory)
+    now = dt.datetime.now(dt.UTC)
+    table = Table("name", "role", "serial", "expires", "status")
+    for e in entries:
+        status = "revoked" if e.revoked else "expired" if e.not_after < now else "active"
+        table.add_row(e.name, e.role.value, f"{e.serial:x}"[:16], f"{e.not_after:%Y-%m-%d}", status)
     console.print(table)
 
 
