@@ -70,7 +70,7 @@ def test_fedprox_keeps_no_state_on_either_side() -> None:
 
 
 def test_fedprox_refuses_negative_mu() -> None:
-    with pytest.raises(ValueError, match=r"mu must be non-negative, got -0\.5"):
+    with pytest.raises(ValueError, match=r"mu must be finite and non-negative, got -0\.5"):
         FedProx(-0.5)
 
 

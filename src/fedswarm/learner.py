@@ -8,6 +8,7 @@ as numpy, so strategies, transports and the round driver never import torch.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -59,9 +60,9 @@ class LocalTraining:
             raise ValueError("epochs/steps must be at least 1")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+        if not self.lr > 0 or not math.isfinite(self.lr):  # `not >` also refuses NaN
+            raise ValueError(f"lr must be positive and finite, got {self.lr}")
+        if not 0 <= self.momentum < 1 or not 0 <= self.weight_decay < math.inf:
             raise ValueError("momentum must be in [0, 1) and weight_decay non-negative")
 
     @property

@@ -41,6 +41,12 @@ class ParamSpec:
 
     tensors: tuple[TensorSpec, ...]
 
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tensors]
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"tensor names must be unique; repeated: {dupes}")
+
     @cached_property
     def dim(self) -> int:
         return sum(t.size for t in self.tensors)

@@ -6,6 +6,7 @@ as a gradient correction, so the reported training loss is the data loss alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,10 @@ class ProxStep:
 
     mu: float
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.mu < math.inf:  # also refuses NaN arriving from the wire
+            raise ValueError(f"FedProx mu must be finite and non-negative, got {self.mu}")
+
     def correction(self, memory: ClientMemory, dim: int) -> GradientCorrection:
         return GradientCorrection(mu=self.mu)
 
@@ -40,8 +45,7 @@ class FedProx:
     mu: float
 
     def __post_init__(self) -> None:
-        if self.mu < 0:
-            raise ValueError(f"FedProx mu must be non-negative, got {self.mu}")
+        ProxStep(self.mu)  # same validation as the participant's half
 
     def init(self, dim: int) -> Slots:
         return {}

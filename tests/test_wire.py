@@ -1,0 +1,619 @@
+"""The wire codec: every message survives the trip bit for bit, and nothing malformed
+gets through without a WireError that says what is wrong and where."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import re
+import struct
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from fedswarm.algorithms import LocalSGD, LocalSGDStep, ProxStep, ScaffoldExtra, ScaffoldStep
+from fedswarm.learner import LocalTraining, OptimizerKind
+from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Stage
+from fedswarm.params import Params, ParamSpec, TensorSpec
+from fedswarm.rounds import accept_fit_replies
+from fedswarm.transforms import ClipNorm
+from fedswarm.wire import (
+    DEFAULT_CHUNK_BYTES,
+    STEPS,
+    Assembler,
+    Chunk,
+    Message,
+    Part,
+    WireError,
+    chunks,
+    decode,
+    encode,
+    frames,
+    reassemble,
+)
+
+MiB = 1 << 20
+LIMIT = 16 * MiB
+
+# --- fixtures: one message of every kind and variant ----------------------------------
+
+PARAMS = Params.from_arrays(
+    {  # a BatchNorm-like int64 buffer rides in the float32 vector
+        "fc.weight": np.arange(6, dtype=np.float32).reshape(2, 3) / 7,
+        "bn.num_batches_tracked": np.array(42, np.int64),
+    }
+)
+DIM = PARAMS.dim  # 7
+CONTROL = np.linspace(-1, 1, DIM, dtype=np.float32)
+ADAM = LocalTraining(
+    8, 0.05, steps=3, optimizer=OptimizerKind.ADAM, momentum=0.9, weight_decay=1e-4
+)
+SGD = LocalTraining(batch_size=32, lr=0.1)
+
+
+def fit_ins(step: Any = None, transforms: tuple[Any, ...] = (), training: Any = SGD) -> FitIns:
+    return FitIns("run-1", 3, PARAMS, training, step or LocalSGDStep(), 2**62 + 5, transforms)
+
+
+def fit_res(extra: Any = None, loss: float = 0.25, update: Any = None) -> FitRes:
+    update = np.linspace(-3, 3, DIM, dtype=np.float32) if update is None else update
+    return FitRes("client/7", 3, update, 120, 15, loss, extra)
+
+
+MESSAGES: dict[str, Message] = {
+    "fit_ins/local_sgd": fit_ins(),
+    "fit_ins/fedprox": fit_ins(ProxStep(0.01)),
+    "fit_ins/scaffold": fit_ins(ScaffoldStep(CONTROL)),
+    "fit_ins/adam+clip": fit_ins(ProxStep(0.5), (ClipNorm(1.5), ClipNorm(0.25)), ADAM),
+    "fit_res/plain": fit_res(),
+    "fit_res/scaffold": fit_res(ScaffoldExtra(-CONTROL)),
+    "fit_res/non_finite": fit_res(loss=math.nan, update=np.full(DIM, np.inf, np.float32)),
+    "fit_res/empty": FitRes("c", 1, np.zeros(0, np.float32), 0, 0, -0.0),
+    "evaluate_ins": EvaluateIns("run-1", 4, PARAMS),
+    "evaluate_ins/empty_model": EvaluateIns("run-1", 0, Params.from_arrays({})),
+    "evaluate_res": EvaluateRes("client/7", 4, 0.5, 0.875, 30),
+    "evaluate_res/inf_loss": EvaluateRes("c", 4, math.inf, 0.0, 30),
+    "failure/fit": Failure("c", 2, Stage.FIT, "ValueError: bad things"),
+    "failure/evaluate": Failure("ü-日本", 2, Stage.EVALUATE, 'timed out\n"quoted" ✓'),
+}
+
+
+def assert_same(a: object, b: object, path: str = "msg") -> None:
+    """Equal field by field; arrays and floats compared bit for bit (NaN payloads too)."""
+    assert type(a) is type(b), f"{path}: {type(a)} vs {type(b)}"
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray)
+        assert (a.dtype, a.shape) == (b.dtype, b.shape), path
+        assert a.tobytes() == b.tobytes(), path
+    elif isinstance(a, float):
+        assert struct.pack("<d", a) == struct.pack("<d", b) or (math.isnan(a) and b != b), path
+    elif dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, tuple):
+        assert isinstance(b, tuple), path
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+def trip(msg: Message) -> Message:
+    return decode(encode(msg), max_bytes=LIMIT)
+
+
+# --- round trips ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MESSAGES)
+def test_every_message_and_variant_survives_the_round_trip(name: str) -> None:
+    msg = MESSAGES[name]
+    assert_same(msg, trip(msg))
+
+
+def test_the_spec_keeps_buffer_dtypes_and_the_arrays_come_back_typed() -> None:
+    out = trip(MESSAGES["evaluate_ins"])
+    assert isinstance(out, EvaluateIns)
+    assert out.params.spec == PARAMS.spec
+    assert out.params.spec.tensors[1] == TensorSpec("bn.num_batches_tracked", (), "int64")
+    counter = out.params.arrays()["bn.num_batches_tracked"]
+    assert counter.dtype == np.int64
+    assert counter == 42
+
+
+def test_decoded_vectors_are_read_only_views_of_the_buffer() -> None:
+    data = encode(MESSAGES["fit_res/scaffold"])
+    out = decode(data, max_bytes=LIMIT)
+    assert isinstance(out, FitRes)
+    assert isinstance(out.extra, ScaffoldExtra)
+    for v in (out.update, out.extra.control_delta):
+        assert not v.flags.writeable
+        assert np.shares_memory(v, np.frombuffer(data, np.uint8))
+
+
+def test_a_nan_update_decodes_and_the_round_protocol_refuses_it_naming_the_client() -> None:
+    res = trip(MESSAGES["fit_res/non_finite"])
+    assert isinstance(res, FitRes)
+    assert math.isnan(res.train_loss)
+    replies, failures = accept_fit_replies([res], {"client/7"}, 3, DIM, LocalSGD())
+    assert not replies
+    assert failures[0].client_id == "client/7"
+    assert "NaN or Inf" in failures[0].reason
+
+
+def test_tensors_start_aligned_after_the_header() -> None:
+    for msg in MESSAGES.values():
+        data = encode(msg)
+        (header_len,) = struct.unpack_from("<I", data, 4)
+        assert (8 + header_len) % 8 == 0
+
+
+bits32 = arrays(np.uint32, st.integers(0, 64))  # every float32 bit pattern, NaNs included
+ids = st.text(max_size=12)
+rounds = st.integers(0, 2**63 - 1)
+any_float = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@st.composite
+def params(draw: st.DrawFn) -> Params:
+    dtypes = st.sampled_from(["float32", "float16", "int64", "int8", "bool", "uint8"])
+    names = draw(st.lists(st.text(min_size=1, max_size=6), max_size=5, unique=True))
+    shapes = [draw(st.lists(st.integers(0, 4), max_size=3)) for _ in names]
+    spec = ParamSpec(
+        tuple(TensorSpec(n, tuple(s), draw(dtypes)) for n, s in zip(names, shapes, strict=True))
+    )
+    flat = draw(arrays(np.uint32, spec.dim)).view(np.float32)
+    return Params(spec, flat)
+
+
+@settings(max_examples=100, deadline=None)
+@given(params(), ids, rounds, st.one_of(st.none(), st.floats(0, 10)))
+def test_instructions_round_trip_for_any_model(
+    p: Params, run_id: str, rnd: int, mu: float | None
+) -> None:
+    step = ScaffoldStep(np.arange(p.dim, dtype=np.float32)) if mu is None else ProxStep(mu)
+    assert_same(EvaluateIns(run_id, rnd, p), trip(EvaluateIns(run_id, rnd, p)))
+    ins = FitIns(run_id, rnd, p, SGD, step, rnd, (ClipNorm(1.0),))
+    assert_same(ins, trip(ins))
+
+
+@settings(max_examples=100, deadline=None)
+@given(ids, rounds, bits32, st.booleans(), rounds, rounds, any_float)
+def test_replies_round_trip_bit_for_bit(
+    cid: str, rnd: int, bits: np.ndarray, scaffold: bool, n: int, k: int, loss: float
+) -> None:
+    update = bits.view(np.float32)
+    extra = ScaffoldExtra(update[::-1].copy()) if scaffold else None
+    assert_same(
+        FitRes(cid, rnd, update, n, k, loss, extra),
+        trip(FitRes(cid, rnd, update, n, k, loss, extra)),
+    )
+    assert_same(EvaluateRes(cid, rnd, loss, -loss, n), trip(EvaluateRes(cid, rnd, loss, -loss, n)))
+    assert_same(Failure(cid, rnd, Stage.FIT, cid), trip(Failure(cid, rnd, Stage.FIT, cid)))
+
+
+# --- malformed input ------------------------------------------------------------------
+
+
+def split(data: bytes) -> tuple[dict[str, Any], bytes]:
+    (n,) = struct.unpack_from("<I", data, 4)
+    header: dict[str, Any] = json.loads(data[8 : 8 + n])
+    return header, data[8 + n :]
+
+
+def join(header: dict[str, Any] | str, body: bytes) -> bytes:
+    raw = (header if isinstance(header, str) else json.dumps(header)).encode()
+    return b"FSWM" + struct.pack("<I", len(raw)) + raw + body
+
+
+def flip(offset: int, bit: int) -> Callable[[bytes], bytes]:
+    def mutate(data: bytes) -> bytes:
+        out = bytearray(data)
+        out[offset] ^= 1 << bit
+        return bytes(out)
+
+    return mutate
+
+
+def text(old: str | None, new: str) -> Callable[[bytes], bytes]:
+    """Replace ``old`` (None: everything) in the raw header text; for what a dict cannot
+    hold, such as duplicate keys or NaN."""
+
+    def mutate(data: bytes) -> bytes:
+        (n,) = struct.unpack_from("<I", data, 4)
+        header = data[8 : 8 + n].decode()
+        return join(new if old is None else header.replace(old, new), data[8 + n :])
+
+    return mutate
+
+
+def as_float64(data: bytes) -> bytes:
+    header, body = split(data)
+    header["tensors"][0].update(dtype="float64", nbytes=2 * len(body))
+    return join(header, np.frombuffer(body, "<f4").astype("<f8").tobytes())
+
+
+def short_control(data: bytes) -> bytes:
+    header, body = split(data)
+    assert header["tensors"][1]["name"] == "step.control"
+    header["tensors"][1].update(shape=[DIM - 1], nbytes=4 * (DIM - 1))
+    return join(header, body[:-4])
+
+
+def extra_tensor(data: bytes) -> bytes:
+    header, body = split(data)
+    header["tensors"].append({"name": "bogus", "dtype": "float32", "shape": [1], "nbytes": 4})
+    return join(header, body + bytes(4))
+
+
+def no_tensors(data: bytes) -> bytes:
+    header, _ = split(data)
+    header["tensors"] = []
+    return join(header, b"")
+
+
+RES, INS, SCAF, CLIP = "fit_res/plain", "fit_ins/local_sgd", "fit_ins/scaffold", "fit_ins/adam+clip"
+
+BYTE_CASES: dict[str, tuple[str, Callable[[bytes], bytes], str]] = {
+    # case: (message, mutation of its bytes, what the WireError must say)
+    "truncated body": (RES, lambda d: d[:-1], "manifest declares 28 tensor bytes, only 27 follow"),
+    "truncated header": (RES, lambda d: d[:40], "truncated: the header is"),
+    "truncated prefix": (RES, lambda d: d[:5], "truncated: 5 bytes"),
+    "empty": (RES, lambda d: b"", "truncated: 0 bytes"),
+    "trailing bytes": (RES, lambda d: d + b"\0", "1 trailing bytes after the last tensor"),
+    "bad magic": (RES, flip(0, 0), "not a fedswarm message: magic b'GSWM'"),
+    "bit-flipped brace": (RES, flip(8, 0), "header: not valid JSON"),
+    "bit-flipped to non-UTF-8": (RES, flip(9, 7), "header: not UTF-8"),
+    "huge header length": (RES, flip(7, 6), "bytes exceeds 4194304"),
+    "header not an object": (RES, text(None, "[]"), "header: expected a JSON object, got array"),
+    "deep nesting": (RES, text(None, "[" * 100_000), "header: not valid JSON"),
+    "duplicate key": (RES, text('"round"', '"round":1,"round"'), "duplicate key 'round'"),
+    "NaN literal": (RES, text("0.25", "NaN"), "non-standard JSON constant NaN"),
+    "wrong dtype": (RES, as_float64, "tensor 'update': dtype float64, expected float32"),
+    "short control": (SCAF, short_control, "tensor 'step.control': shape [6], expected [7]"),
+    "unexpected tensor": (RES, extra_tensor, "unexpected tensor(s) 'bogus'"),
+    "missing tensor": (RES, no_tensors, "missing tensor 'update'"),
+}
+
+DELETE = object()
+HEADER_CASES: dict[str, tuple[str, str, object, str]] = {
+    # case: (message, field path, new value or DELETE, what the WireError must say)
+    "unknown kind": (RES, "kind", "fit_result", "kind 'fit_result'; known: fit_ins, fit_res"),
+    "wrong version": (RES, "version", 2, "header.version: unsupported version 2, expected 1"),
+    "version as text": (RES, "version", "1", "header.version: expected an integer, got string"),
+    "missing version": (RES, "version", DELETE, "header: missing field 'version'"),
+    "missing field": (RES, "round", DELETE, "fit_res: missing field 'round'"),
+    "missing nested": (INS, "training.lr", DELETE, "fit_ins.training: missing field 'lr'"),
+    "extra field": (RES, "priority", 1, "fit_res: unexpected field(s) 'priority'"),
+    "extra step field": (INS, "step.mu", 0.1, "fit_ins.step: unexpected field(s) 'mu'"),
+    "extra row field": (RES, "tensors.0.crc", 0, "fit_res.tensors[0]: unexpected field(s)"),
+    "negative round": (RES, "round", -1, "fit_res.round: must be >= 0, got -1"),
+    "round > int64": (RES, "round", 2**63, "fit_res.round: must be < 2**63"),
+    "round as text": (RES, "round", "3", "fit_res.round: expected an integer, got string"),
+    "round as bool": (RES, "round", True, "fit_res.round: expected an integer, got bool"),
+    "round as float": (RES, "round", 3.0, "fit_res.round: expected an integer, got number"),
+    "loss as text": (RES, "train_loss", "low", "fit_res.train_loss: expected a number"),
+    "id as number": (RES, "client_id", 7, "fit_res.client_id: expected a string"),
+    "lone surrogate": (RES, "client_id", "\ud800", "fit_res.client_id: not valid Unicode"),
+    "optimizer": (INS, "training.optimizer", "rmsprop", "optimizer: expected one of 'sgd'"),
+    "stage": ("failure/fit", "stage", "train", "failure.stage: expected one of 'fit', 'evaluate'"),
+    "invalid training": (INS, "training.steps", 5, "fit_ins.training: LocalTraining takes"),
+    "unknown step": (INS, "step.tag", "fedfoo", "client step 'fedfoo'; known: fedprox, local_"),
+    "untagged step": (INS, "step.tag", DELETE, "fit_ins.step: missing field 'tag'"),
+    "unknown extra": ("fit_res/scaffold", "extra.tag", "dyn", "extra 'dyn'; known: scaffold"),
+    "unknown transform": (CLIP, "transforms.1.tag", "noise", "transforms[1].tag: unknown update"),
+    "bad transform": (CLIP, "transforms.0.max_norm", -1, "'clip_norm': max_norm must be positive"),
+    "unknown dtype": (RES, "tensors.0.dtype", "object", "tensors[0].dtype: unknown dtype 'object'"),
+    "spec dtype": ("evaluate_ins", "spec.1.dtype", "object", "spec[1].dtype: unknown dtype"),
+    "nbytes": (
+        RES,
+        "tensors.0.shape",
+        [8],
+        "declares 28 bytes, but dtype float32 x shape [8] is 32",
+    ),
+    "not a vector": (RES, "tensors.0.shape", [7, 1], "'update': shape [7, 1], expected a vector"),
+    "negative dim": (RES, "tensors.0.shape", [-7], "fit_res.tensors[0].shape[0]: must be >= 0"),
+    "spec vs params": ("evaluate_ins", "spec.0.shape", [2, 4], "'params': shape [7], expected [9]"),
+    "number overflow": (
+        RES,
+        "train_loss",
+        10**400,
+        "fit_res.train_loss: integer out of float range",
+    ),
+    "spec names": ("evaluate_ins", "spec.1.name", "fc.weight", "spec[1].name: duplicate tensor"),
+    "tensor names": ("fit_res/scaffold", "tensors.1.name", "update", "duplicate tensor name"),
+}
+
+
+def set_field(data: bytes, path: str, value: object) -> bytes:
+    header, body = split(data)
+    *parents, last = [int(k) if k.isdigit() else k for k in path.split(".")]
+    node: Any = header
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return join(header, body)
+
+
+@pytest.mark.parametrize("case", BYTE_CASES)
+def test_malformed_bytes_are_refused_with_a_reason(case: str) -> None:
+    base, mutate, reason = BYTE_CASES[case]
+    with pytest.raises(WireError, match=re.escape(reason)):
+        decode(mutate(encode(MESSAGES[base])), max_bytes=LIMIT)
+
+
+@pytest.mark.parametrize("case", HEADER_CASES)
+def test_malformed_headers_are_refused_naming_the_field(case: str) -> None:
+    base, path, value, reason = HEADER_CASES[case]
+    with pytest.raises(WireError, match=re.escape(reason)):
+        decode(set_field(encode(MESSAGES[base]), path, value), max_bytes=LIMIT)
+
+
+def test_oversized_messages_are_refused_before_anything_is_parsed() -> None:
+    data = encode(MESSAGES["fit_res/plain"])
+    decode(data, max_bytes=len(data))
+    with pytest.raises(WireError, match=rf"message of {len(data)} bytes exceeds max_bytes="):
+        decode(data, max_bytes=len(data) - 1)
+    with pytest.raises(WireError, match="exceeds max_bytes"):  # refused though not a message
+        decode(b"\xff" * 100, max_bytes=99)
+
+
+def test_every_truncation_is_refused() -> None:
+    for name in ("fit_ins/scaffold", "evaluate_res"):
+        data = encode(MESSAGES[name])
+        for n in range(len(data)):
+            with pytest.raises(WireError):
+                decode(data[:n], max_bytes=LIMIT)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(MESSAGES)), st.data())
+def test_a_bit_flip_in_the_header_is_refused_or_decodes_never_crashes(
+    name: str, data: st.DataObject
+) -> None:
+    encoded = encode(MESSAGES[name])
+    (header_len,) = struct.unpack_from("<I", encoded, 4)
+    mutate = flip(data.draw(st.integers(0, 8 + header_len - 1)), data.draw(st.integers(0, 7)))
+    with contextlib.suppress(WireError):
+        decode(mutate(encoded), max_bytes=LIMIT)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=5)
+    | st.sampled_from([-1, 2**63, 10**400, "NaN", "Infinity", "sgd", "fit", "float32"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def paths(node: object, prefix: str = "") -> list[str]:
+    """Every field path in a parsed header, in :func:`set_field`'s dotted form."""
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else []
+    )
+    out = []
+    for key, child in items:
+        path = f"{prefix}{key}"
+        out += [path, *paths(child, path + ".")]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(MESSAGES)), st.data())
+def test_any_json_in_any_field_is_refused_or_decodes_never_crashes(
+    name: str, data: st.DataObject
+) -> None:
+    encoded = encode(MESSAGES[name])
+    path = data.draw(st.sampled_from(paths(split(encoded)[0])))
+    value = data.draw(st.just(DELETE) | json_values)
+    with contextlib.suppress(WireError):
+        decode(set_field(encoded, path, value), max_bytes=LIMIT)
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_are_refused(junk: bytes) -> None:
+    for data in (junk, b"FSWM" + junk):
+        with pytest.raises(WireError):
+            decode(data, max_bytes=LIMIT)
+
+
+# --- encoding errors and the registry -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("msg", "reason"),
+    [
+        (fit_res(update=np.zeros(DIM, np.float64)), r"tensor 'update': expected a 1-D float32"),
+        (fit_res(update=np.zeros((1, DIM), np.float32)), r"tensor 'update': expected a 1-D"),
+        (fit_res(extra=ScaffoldExtra(np.zeros(2, np.int32))), r"'extra.control_delta'"),
+        (Failure("c", -1, Stage.FIT, "x"), r"failure.round: must be >= 0"),
+        (FitRes("c", 1, CONTROL, True, 1, 0.0), r"fit_res.num_examples: expected an integer"),
+        (EvaluateRes("\ud800", 1, 0.0, 0.0, 1), r"evaluate_res: a string is not valid Unicode"),
+        (fit_ins(step=object()), r"step: no wire codec for client step object; registered"),
+    ],
+)
+def test_messages_that_cannot_be_sent_are_refused_on_encode(msg: Any, reason: str) -> None:
+    with pytest.raises(WireError, match=reason):
+        encode(msg)
+
+
+def test_encode_refuses_what_is_not_a_message() -> None:
+    with pytest.raises(WireError, match="cannot encode a dict"):
+        encode({"kind": "fit_res"})  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _SketchStep(LocalSGDStep):
+    """A stand-in for a future algorithm's step: a scalar field and a short vector."""
+
+    rank: int = 2
+    basis: np.ndarray = dataclasses.field(default_factory=lambda: np.ones(3, np.float32))
+
+
+STEPS.register(  # as a new algorithm module would, next to its definition
+    "test_sketch",
+    _SketchStep,
+    encode=lambda s: Part(fields={"rank": s.rank}, tensors={"basis": s.basis}),
+    decode=lambda f, t: _SketchStep(rank=f.integer("rank"), basis=t.vector("basis")),
+)
+
+
+def test_a_registered_variant_travels_and_a_subclass_is_not_sent_as_its_parent() -> None:
+    step = _SketchStep(rank=5, basis=np.arange(4, dtype=np.float32))
+    out = trip(fit_ins(step))
+    assert isinstance(out, FitIns)
+    assert isinstance(out.step, _SketchStep)
+    assert out.step.rank == 5
+    assert out.step.basis.tolist() == [0, 1, 2, 3]
+    header, _ = split(encode(fit_ins(step)))
+    assert header["step"] == {"tag": "test_sketch", "rank": 5}
+    assert [t["name"] for t in header["tensors"]] == ["params", "step.basis"]
+
+
+def test_a_tag_or_type_cannot_be_registered_twice() -> None:
+    with pytest.raises(ValueError, match="registered twice"):
+        STEPS.register(
+            "fedprox", _SketchStep, encode=lambda s: Part(), decode=lambda f, t: ProxStep(0.0)
+        )
+    with pytest.raises(ValueError, match="registered twice"):
+        STEPS.register(
+            "other", ProxStep, encode=lambda s: Part(), decode=lambda f, t: ProxStep(0.0)
+        )
+
+
+# --- chunking -------------------------------------------------------------------------
+
+
+def test_chunks_cut_at_size_and_an_empty_message_is_one_empty_chunk() -> None:
+    assert list(chunks(b"abcdefg", 3)) == [b"abc", b"def", b"g"]
+    assert list(chunks(b"", 3)) == [b""]
+    assert [(c.index, c.total) for c in frames(b"abcdef", "m", 3)] == [(0, 2), (1, 2)]
+    assert list(frames(b"", "m")) == [Chunk("m", 0, 1, b"")]
+    with pytest.raises(ValueError, match="at least 1 byte"):
+        list(chunks(b"abc", 0))
+
+
+def test_a_70mb_update_passes_in_chunks_under_grpcs_4mb_limit() -> None:
+    bits = np.arange(70 * MiB // 4, dtype=np.uint32)  # every element a distinct bit pattern
+    data = encode(FitRes("big", 1, bits.view(np.float32), 10, 1, 0.5))
+    del bits  # peak memory: the message, the assembler's buffer, the reassembled bytes
+    assembler = Assembler(max_bytes=72 * MiB)
+    whole, count = None, 0
+    for chunk in frames(data, "m-1"):
+        assert len(chunk.payload) <= DEFAULT_CHUNK_BYTES < 4_000_000
+        whole, count = assembler.feed(chunk), count + 1
+        assert whole is None or count == chunk.total
+    del data
+    assert whole is not None
+    assert count == 71
+    out = decode(whole, max_bytes=72 * MiB)
+    assert isinstance(out, FitRes)
+    assert np.array_equal(out.update.view(np.uint32), np.arange(70 * MiB // 4, dtype=np.uint32))
+
+
+def test_the_size_limit_holds_at_64mb() -> None:
+    payload = bytes(MiB)
+    assembler = Assembler(max_bytes=64 * MiB)
+    for i in range(64):
+        assert assembler.feed(Chunk("big", i, 65, payload)) is None
+    with pytest.raises(WireError, match=r"chunk 64 of message 'big': message exceeds max_bytes"):
+        assembler.feed(Chunk("big", 64, 65, payload))
+    assert assembler.pending is None  # the partial message was dropped
+
+
+def test_tiny_chunks_cost_no_more_memory_than_the_message() -> None:
+    n = 20_000  # one byte each: a list of payloads would hold 20,000 objects (~1 MB)
+    assembler = Assembler(max_bytes=n)
+    tracemalloc.start()
+    try:
+        for i in range(n - 1):
+            assembler.feed(Chunk("m", i, n, b"x"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * n
+    assert assembler.feed(Chunk("m", n - 1, n, b"y")) == b"x" * (n - 1) + b"y"
+
+
+def test_exactly_max_bytes_is_accepted() -> None:
+    assert Assembler(max_bytes=10).feed(Chunk("m", 0, 1, bytes(10))) == bytes(10)
+    with pytest.raises(WireError, match="exceeds max_bytes=10"):
+        Assembler(max_bytes=10).feed(Chunk("m", 0, 1, bytes(11)))
+
+
+FIRST = Chunk("m", 0, 3, b"a")  # the first of three
+ONLY = Chunk("m", 0, 1, b"a")  # a whole message
+CHUNK_CASES: dict[str, tuple[list[Chunk], str]] = {
+    # case: (a stream whose last chunk is bad, what the WireError must say)
+    "starts mid-message": ([Chunk("m", 1, 2, b"b")], "out of order, a message starts at chunk 0"),
+    "out of order": ([FIRST, Chunk("m", 2, 3, b"c")], "chunk 2 of message 'm': out of order"),
+    "duplicate": ([FIRST, FIRST], "chunk 0 of message 'm': duplicate, expected chunk 1"),
+    "total changes": ([FIRST, Chunk("m", 1, 4, b"b")], "total 4, earlier chunks said 3"),
+    "interleaved": ([FIRST, Chunk("n", 0, 1, b"b")], "message 'm' is incomplete (1 of 3 chunks)"),
+    "replayed message": ([ONLY, ONLY], "message 'm' was already received"),
+    "index past total": ([Chunk("m", 2, 2, b"a")], "index 2 is not in [0, total=2)"),
+    "negative index": ([Chunk("m", -1, 2, b"a")], "index -1 is not in"),
+    "zero total": ([Chunk("m", 0, 0, b"")], "total 0 is not in [1, max_bytes]"),
+    "absurd total": ([Chunk("m", 0, 10**9, b"a")], "total 1000000000 is not in [1, max_bytes]"),
+    "empty id": ([Chunk("", 0, 1, b"a")], "message_id must be a non-empty string"),
+    "empty payload": ([Chunk("m", 0, 2, b"")], "empty payload in a message of 2 chunks"),
+    "payload as text": ([Chunk("m", 0, 1, "a")], "payload must be bytes, got str"),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("case", CHUNK_CASES)
+def test_bad_chunk_streams_are_refused(case: str) -> None:
+    stream, reason = CHUNK_CASES[case]
+    assembler = Assembler(max_bytes=MiB)
+    for chunk in stream[:-1]:
+        assembler.feed(chunk)
+    with pytest.raises(WireError, match=re.escape(reason)):
+        assembler.feed(stream[-1])
+
+
+def test_a_stream_ending_mid_message_is_refused() -> None:
+    with pytest.raises(WireError, match=r"stream ended after chunk 1 of 2 of message 'm'"):
+        list(reassemble([Chunk("m", 0, 2, b"a")], max_bytes=MiB))
+
+
+def test_after_a_refusal_the_next_message_is_assembled() -> None:
+    assembler = Assembler(max_bytes=MiB)
+    assembler.feed(Chunk("m", 0, 2, b"a"))
+    with pytest.raises(WireError):
+        assembler.feed(Chunk("m", 0, 2, b"a"))
+    assert assembler.feed(Chunk("n", 0, 1, b"ok")) == b"ok"
+
+
+@given(st.lists(st.binary(max_size=300), max_size=5), st.integers(1, 64))
+def test_streams_of_messages_reassemble_exactly(messages: list[bytes], size: int) -> None:
+    stream = [c for i, m in enumerate(messages) for c in frames(m, f"msg-{i}", size)]
+    assert list(reassemble(stream, max_bytes=300)) == messages
+
+
+def test_encoded_messages_survive_chunking() -> None:
+    stream = [c for name, m in MESSAGES.items() for c in frames(encode(m), name, 64)]
+    decoded = [decode(b, max_bytes=LIMIT) for b in reassemble(stream, max_bytes=LIMIT)]
+    for msg, out in zip(MESSAGES.values(), decoded, strict=True):
+        assert_same(msg, out)
