@@ -1,0 +1,165 @@
+"""The participant side of a real federation: dial the coordinator, answer what it asks.
+
+A participant connects out with mutual TLS (so it works behind NAT), holds one stream
+open, and answers each instruction with its :class:`~fedswarm.client.ClientApp` and its own
+memory, which stays in this process between rounds. It stops when the coordinator says the
+run is over or ``stop`` is set, and reconnects with capped exponential backoff when the
+connection drops. The coordinator is
+:class:`fedswarm.transport.grpc_transport.GrpcServerTransport`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from fedswarm.client import ClientApp
+from fedswarm.deploy._frames import METHOD, Kind, message_frames, unpack
+from fedswarm.deploy.pki import NodePaths
+from fedswarm.messages import ClientMemory, EvaluateIns, Failure, FitIns, Stage
+from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Message, WireError, decode, encode
+
+__all__ = ["Backoff", "ParticipantRefused", "run_participant"]
+
+_log = logging.getLogger(__name__)
+_REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+_CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
+
+
+class ParticipantRefused(Exception):  # noqa: N818 -- it is the coordinator's verdict
+    """The coordinator refused this participant's certificate; retrying cannot help."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnect delays: ``initial_s``, doubling up to ``max_s``; reset by a good connection."""
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    connect_timeout_s: float = 10.0  # how long one attempt waits for the TLS handshake
+
+
+def run_participant(
+    server: str,
+    pki: NodePaths,
+    app: ClientApp,
+    stop: threading.Event | None = None,
+    *,
+    backoff: Backoff = Backoff(),
+    max_message_bytes: int = 1 << 30,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> None:
+    """Serve ``app`` to the coordinator at ``server`` (``host:port``) until the run is over.
+
+    Raises :class:`ParticipantRefused` if the coordinator rejects the certificate.
+    """
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=pki.ca_cert.read_bytes(),
+        private_key=pki.key.read_bytes(),
+        certificate_chain=pki.cert.read_bytes(),
+    )
+    participant = _Participant(
+        server, creds, app, stop or threading.Event(), backoff, max_message_bytes, chunk_bytes
+    )
+    participant.run()
+
+
+@dataclass
+class _Participant:
+    server: str
+    creds: grpc.ChannelCredentials
+    app: ClientApp
+    stop: threading.Event
+    backoff: Backoff
+    max_message_bytes: int
+    chunk_bytes: int
+    memory: ClientMemory = field(default_factory=dict)  # this participant's "disk"
+
+    def run(self) -> None:
+        delay = self.backoff.initial_s
+        while not self.stop.is_set():
+            try:
+                if self._session():
+                    return
+                delay = self.backoff.initial_s  # connected and then dropped: retry soon
+            except grpc.RpcError as err:
+                if err.code() in _REFUSED:
+                    raise ParticipantRefused(err.code(), err.details()) from None
+                if not self.stop.is_set():
+                    _log.info("%s: connection lost (%s)", self.app.client_id, err.code())
+            except (grpc.FutureTimeoutError, WireError) as err:
+                _log.info("%s: cannot reach %s: %r", self.app.client_id, self.server, err)
+            if self.stop.wait(delay):
+                return
+            delay = min(2 * delay, self.backoff.max_s)
+
+    def _session(self) -> bool:
+        """One connection; True when the run is over or ``stop`` is set, False if it dropped."""
+        with grpc.secure_channel(self.server, self.creds, options=_CHANNEL_OPTIONS) as channel:
+            grpc.channel_ready_future(channel).result(timeout=self.backoff.connect_timeout_s)
+            outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+            call = channel.stream_stream(METHOD)(_drain(outbox))
+            done = threading.Event()
+            watcher = threading.Thread(target=_cancel_on_stop, args=(self.stop, done, call))
+            watcher.daemon = True
+            watcher.start()
+            try:
+                return self._serve(call, outbox)
+            finally:
+                done.set()
+                outbox.put(None)
+                call.cancel()
+
+    def _serve(self, call: Iterator[bytes], outbox: queue.SimpleQueue[bytes | None]) -> bool:
+        assembler = Assembler(max_bytes=self.max_message_bytes)
+        for frame in call:
+            kind, chunk = unpack(frame)
+            if kind is Kind.END:
+                _log.info("%s: the coordinator says the run is over", self.app.client_id)
+                return True
+            if (data := assembler.feed(chunk)) is None:
+                continue
+            reply = self._answer(data)
+            if self.stop.is_set():  # stopped while working: the reply is not sent
+                return True
+            for out in message_frames(encode(reply), chunk.message_id, self.chunk_bytes):
+                outbox.put(out)
+        return self.stop.is_set()
+
+    def _answer(self, data: bytes) -> Message:
+        cid = self.app.client_id
+        try:
+            ins = decode(data, max_bytes=self.max_message_bytes)
+        except WireError as err:
+            return Failure(cid, 0, Stage.FIT, f"undecodable instruction: {err}")
+        if not isinstance(ins, FitIns | EvaluateIns):
+            return Failure(cid, 0, Stage.FIT, f"a {type(ins).__name__} is not an instruction")
+        try:
+            reply, self.memory = self.app.handle(ins, self.memory)
+        except Exception as err:  # the coordinator hears why; this participant carries on
+            _log.exception("%s: round %d failed", cid, ins.round)
+            stage = Stage.FIT if isinstance(ins, FitIns) else Stage.EVALUATE
+            return Failure(cid, ins.round, stage, f"{type(err).__name__}: {err}")
+        return reply
+
+
+def _drain(outbox: queue.SimpleQueue[bytes | None]) -> Iterator[bytes]:
+    while (frame := outbox.get()) is not None:
+        yield frame
+
+
+def _cancel_on_stop(stop: threading.Event, done: threading.Event, call: grpc.Future) -> None:
+    while not done.wait(0.05):
+        if stop.is_set():
+            call.cancel()
+            return

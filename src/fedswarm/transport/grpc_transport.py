@@ -1,0 +1,338 @@
+"""The coordinator side of a real federation: a gRPC server that is a :class:`Transport`.
+
+Participants dial out (so they work behind NAT) with mutual TLS and hold one bidirectional
+stream open: the coordinator sends instructions down it, they send replies up it, each as
+chunked :mod:`fedswarm.wire` messages (see :mod:`fedswarm.deploy._frames`). An open stream
+is a connected participant; its identity is its certificate's common name, checked against
+the federation's :class:`~fedswarm.deploy.pki.TrustStore` (CRL included, which gRPC cannot
+check itself) when it connects and again whenever the store is reloaded.
+
+A reply counts only if it answers an instruction still outstanding for the participant
+that sent it, carries that participant's own id and the instruction's round; anything else
+(late, replayed, duplicated or forged) is refused and logged. The participant loop is
+:func:`fedswarm.deploy.participant.run_participant`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from fedswarm.deploy._frames import METHOD, end_frame, message_frames, new_message_id, unpack
+from fedswarm.deploy.pki import NodePaths, PeerRejected, Role, TrustStore
+from fedswarm.messages import (
+    ClientId,
+    EvaluateRes,
+    Failure,
+    FitIns,
+    FitRes,
+    Instruction,
+    Outcome,
+    Stage,
+)
+from fedswarm.transport.base import Request
+from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, WireError, decode, encode
+
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "GrpcServerTransport"]
+
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
+_log = logging.getLogger(__name__)
+# Participants ping every minute so idle NAT mappings stay open; allow that, no more often.
+_SERVER_OPTIONS = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+]
+
+
+class _Control(enum.Enum):
+    END = "end"  # tell the participant the run is over, then close
+    CLOSE = "close"  # close without END: the participant reconnects
+
+
+@dataclass(frozen=True)
+class _Message:
+    message_id: str
+    data: bytes
+
+
+@dataclass(eq=False)
+class _Session:
+    """One participant's open stream."""
+
+    identity: ClientId
+    cert_pem: bytes
+    outbox: queue.SimpleQueue[_Message | _Control] = field(default_factory=queue.SimpleQueue)
+    open: bool = True
+
+
+@dataclass(eq=False)
+class _Pending:
+    """An instruction sent and not yet answered."""
+
+    session: _Session
+    ins: Instruction
+    outcome: Outcome | None = None
+
+    def failure(self, reason: str) -> Failure:
+        return Failure(self.session.identity, self.ins.round, _stage(self.ins), reason)
+
+
+class GrpcServerTransport:
+    """Serves participants that connect with a client certificate of this federation.
+
+    ``credentials`` is the coordinator's server certificate; ``trust`` checks participants
+    (replace it with :meth:`reload_trust` after a revocation). ``max_participants`` bounds
+    the open streams, each of which holds one server thread.
+    """
+
+    def __init__(
+        self,
+        credentials: NodePaths,
+        trust: TrustStore,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        max_participants: int = 64,
+    ) -> None:
+        self.credentials = credentials
+        self.max_message_bytes = max_message_bytes
+        self.chunk_bytes = chunk_bytes
+        self.max_participants = max_participants
+        self._trust = trust
+        self._lock = threading.Condition()
+        self._sessions: dict[ClientId, _Session] = {}
+        self._pending: dict[str, _Pending] = {}  # by message id
+        self._stopping = False
+        self._server: grpc.Server | None = None
+        self.port: int | None = None  # the bound port, once started
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen on ``host:port`` (0: any free port); returns the bound port."""
+        if self._server is not None:
+            raise RuntimeError("the server is already started")
+        server = grpc.server(
+            futures.ThreadPoolExecutor(self.max_participants + 2, "fedswarm-grpc"),
+            options=_SERVER_OPTIONS,
+            maximum_concurrent_rpcs=self.max_participants,
+        )
+        handler = grpc.stream_stream_rpc_method_handler(self._connect)  # raw bytes both ways
+        service, method = METHOD.strip("/").split("/")
+        server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler(service, {method: handler})]
+        )
+        key, cert = self.credentials.key.read_bytes(), self.credentials.cert.read_bytes()
+        creds = grpc.ssl_server_credentials(
+            [(key, cert)],
+            root_certificates=self.credentials.ca_cert.read_bytes(),
+            require_client_auth=True,
+        )
+        bound = int(server.add_secure_port(f"{host}:{port}", creds))
+        if bound == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        server.start()
+        self._server, self.port = server, bound
+        return bound
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Tell every participant the run is over and shut the server down."""
+        with self._lock:
+            self._stopping = True
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            session.outbox.put(_Control.END)
+        if self._server is not None:
+            self._server.stop(grace).wait(grace + 1.0)
+            self._server = None
+
+    def reload_trust(self, trust: TrustStore) -> None:
+        """Use ``trust`` from now on; participants it rejects are disconnected."""
+        with self._lock:
+            self._trust = trust
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            try:
+                trust.verify(session.cert_pem, Role.CLIENT)
+            except PeerRejected as err:
+                _log.warning("disconnecting %s: %s", session.identity, err)
+                self._close(session, f"certificate no longer accepted: {err}")
+
+    # -- Transport --------------------------------------------------------------------------
+
+    def available(self) -> Sequence[ClientId]:
+        with self._lock:
+            return sorted(self._sessions)
+
+    def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        encoded: dict[int, bytes] = {}  # by id(ins): one encoding of an instruction sent to many
+        for _, ins in requests:
+            if id(ins) not in encoded:
+                encoded[id(ins)] = encode(ins)
+        outcomes: list[Outcome | _Pending] = []
+        with self._lock:
+            for cid, ins in requests:
+                outcomes.append(self._send(cid, ins, encoded[id(ins)], outcomes))
+            self._wait(outcomes, deadline)
+            return [self._settle(o, timeout) for o in outcomes]
+
+    def _send(
+        self, cid: ClientId, ins: Instruction, data: bytes, earlier: list[Outcome | _Pending]
+    ) -> Outcome | _Pending:
+        session = self._sessions.get(cid)
+        if session is None:
+            return Failure(cid, ins.round, _stage(ins), "not connected")
+        if any(isinstance(o, _Pending) and o.session is session for o in earlier):
+            return Failure(cid, ins.round, _stage(ins), "asked twice in one exchange")
+        message_id = new_message_id()
+        pending = self._pending[message_id] = _Pending(session, ins)
+        session.outbox.put(_Message(message_id, data))
+        return pending
+
+    def _wait(self, outcomes: list[Outcome | _Pending], deadline: float | None) -> None:
+        while any(isinstance(o, _Pending) and o.outcome is None for o in outcomes):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            self._lock.wait(left)
+
+    def _settle(self, o: Outcome | _Pending, timeout: float | None) -> Outcome:
+        if not isinstance(o, _Pending):
+            return o
+        if o.outcome is not None:
+            return o.outcome
+        for message_id, pending in list(self._pending.items()):
+            if pending is o:  # a reply arriving later is refused as not outstanding
+                del self._pending[message_id]
+        return o.failure(f"timed out: no reply within {timeout} s")
+
+    # -- the stream -------------------------------------------------------------------------
+
+    def _connect(self, frames: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        session = self._open(self._authenticate(context), context)
+        if session is None:  # the run is over
+            yield end_frame()
+            return
+        context.add_callback(lambda: self._close(session, "disconnected"))
+        reader = threading.Thread(
+            target=self._read, args=(session, frames), name=f"fedswarm-read-{session.identity}"
+        )
+        reader.daemon = True
+        reader.start()
+        while isinstance(item := session.outbox.get(), _Message):
+            yield from message_frames(item.data, item.message_id, self.chunk_bytes)
+        if item is _Control.END:
+            yield end_frame()
+        self._close(session, "the coordinator closed the connection")
+
+    def _authenticate(self, context: grpc.ServicerContext) -> tuple[ClientId, bytes]:
+        certs: list[bytes] = context.auth_context().get("x509_pem_cert", [])
+        if not certs:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
+        try:
+            return self._trust.verify(certs[0], Role.CLIENT), certs[0]
+        except PeerRejected as err:
+            _log.warning("refused a participant from %s: %s", context.peer(), err)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
+            raise  # not reached: abort raises
+
+    def _open(self, peer: tuple[ClientId, bytes], context: Any) -> _Session | None:
+        identity, cert = peer
+        session = _Session(identity, cert)
+        with self._lock:
+            if self._stopping:
+                return None
+            old = self._sessions.get(identity)
+            self._sessions[identity] = session
+        if old is not None:
+            self._close(old, "replaced by a new connection from the same participant")
+        _log.info("%s connected from %s", identity, context.peer())
+        return session
+
+    def _close(self, session: _Session, reason: str) -> None:
+        """Forget ``session``; what it still owed fails with ``reason``. Idempotent."""
+        with self._lock:
+            if not session.open:
+                return
+            session.open = False
+            if self._sessions.get(session.identity) is session:
+                del self._sessions[session.identity]
+            for message_id, pending in list(self._pending.items()):
+                if pending.session is session:
+                    pending.outcome = pending.failure(reason)
+                    del self._pending[message_id]
+            self._lock.notify_all()
+        session.outbox.put(_Control.CLOSE)
+        _log.info("%s: %s", session.identity, reason)
+
+    def _read(self, session: _Session, frames: Iterator[bytes]) -> None:
+        assembler = Assembler(max_bytes=self.max_message_bytes)
+        reason = "disconnected"
+        try:
+            for frame in frames:
+                _, chunk = unpack(frame)
+                if (data := assembler.feed(chunk)) is not None:
+                    self._receive(session, chunk.message_id, data)
+            assembler.close()
+        except WireError as err:
+            reason = f"sent a malformed stream: {err}"
+            _log.warning("%s %s", session.identity, reason)
+        except grpc.RpcError:
+            pass  # the stream broke: the participant is gone
+        except Exception:  # a bug here must not leave the session open and the round waiting
+            _log.exception("reading the stream of %s failed", session.identity)
+            reason = "the coordinator failed to read its stream"
+        self._close(session, reason)
+
+    def _receive(self, session: _Session, message_id: str, data: bytes) -> None:
+        with self._lock:
+            pending = self._pending.get(message_id)
+            if pending is None or pending.session is not session:
+                _log.warning(
+                    "refused a reply from %s to message %s: no such instruction outstanding "
+                    "for it (late, replayed, duplicated or forged)",
+                    session.identity,
+                    message_id,
+                )
+                return
+            del self._pending[message_id]
+        outcome = self._judge(pending, data)
+        with self._lock:
+            pending.outcome = outcome
+            self._lock.notify_all()
+
+    def _judge(self, pending: _Pending, data: bytes) -> Outcome:
+        """The reply in ``data`` if it answers ``pending``, else a failure saying why not."""
+        identity, ins = pending.session.identity, pending.ins
+        try:
+            msg = decode(data, max_bytes=self.max_message_bytes)
+        except WireError as err:
+            return pending.failure(f"undecodable reply: {err}")
+        if isinstance(msg, Failure):
+            return pending.failure(f"the participant reported: {msg.reason}")
+        expected = FitRes if isinstance(ins, FitIns) else EvaluateRes
+        if not isinstance(msg, expected):
+            return pending.failure(f"refused: a {type(msg).__name__} is no {expected.__name__}")
+        if msg.client_id != identity:
+            why = (
+                f"refused: the reply says it is from {msg.client_id!r}, its sender is {identity!r}"
+            )
+            _log.warning("%s", why)
+            return pending.failure(why)
+        if msg.round != ins.round:
+            return pending.failure(f"refused: a reply for round {msg.round}, not {ins.round}")
+        return msg
+
+
+def _stage(ins: Instruction) -> Stage:
+    return Stage.FIT if isinstance(ins, FitIns) else Stage.EVALUATE
