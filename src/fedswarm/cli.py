@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,7 +10,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -209,13 +209,18 @@ def ca_init(
     )
 
 
+class NodeRole(enum.Enum):
+    """The CLI's view of ``fedswarm.deploy.pki.Role`` (kept equal by a test), so that
+    parsing the command line does not import the deployment stack."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
 @ca_app.command("issue")
 def ca_issue(
     name: Annotated[str, typer.Argument(help="Node identity (the certificate's common name).")],
-    role: Annotated[
-        str,
-        typer.Option(click_type=click.Choice(["server", "client"]), help="The node's role."),
-    ],
+    role: Annotated[NodeRole, typer.Option(help="The node's role.")],
     directory: CaDirOption = Path("pki"),
     days: DaysOption = 365,
     host: Annotated[
@@ -227,7 +232,7 @@ def ca_issue(
     from fedswarm.deploy.pki import Role, issue
 
     with _ca_errors():
-        node = issue(directory, name, Role(role), days, host or ())
+        node = issue(directory, name, Role(role.value), days, host or ())
     console.print(
         f"{node.role} {node.name!r}: {node.key} (private), {node.cert}, with {node.ca_cert}"
     )
