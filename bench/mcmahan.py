@@ -3,7 +3,7 @@
 100 clients, IID or pathological non-IID (2 label-sorted shards each), C = 0.1, B = 10,
 E in {1, 5}, FedAvg / FedProx / SCAFFOLD, plus the paper's FedSGD baseline (E = 1,
 B = all local data) for its "speedup" view. Every run is a :class:`RunConfig` run by
-``experiment.build`` + ``driver.run_rounds``, the code path of ``fedswarm run`` minus
+``experiment.build`` + ``Experiment.train``, the code path of ``fedswarm run`` minus
 the run directory. Central test accuracy is measured every ``--eval-every`` rounds. The
 sequential backend is the default here (see ``--backend``); backends agree bit for bit on
 FedAvg and SCAFFOLD but not on FedProx or full-batch FedSGD.
@@ -30,9 +30,7 @@ import torch
 
 from fedswarm.config import BackendKind, RunConfig, parse_config
 from fedswarm.data.partition import Partition
-from fedswarm.driver import RoundReport, run_rounds
-from fedswarm.experiment import build
-from fedswarm.strategy import ServerState
+from fedswarm.experiment import RoundProgress, build
 
 __all__ = ["Algorithm", "Model", "Options", "RunResult", "Setting", "main", "markdown_table"]
 
@@ -88,7 +86,7 @@ class Options:
 class RunResult:
     setting: Setting
     curve: tuple[tuple[int, float], ...]  # (round, central test accuracy) at evaluated rounds
-    wall_seconds: float  # run_rounds end to end: local training, aggregation, evaluation
+    wall_seconds: float  # Experiment.train end to end: local training, aggregation, evaluation
     fit_seconds: float  # the fit rounds alone (sum of RoundReport.seconds)
 
     @property
@@ -159,15 +157,15 @@ def run_config(setting: Setting, options: Options) -> RunConfig:
 def run_one(setting: Setting, options: Options) -> RunResult:
     """What ``experiment.simulate`` does, without writing a run directory every round."""
     config = run_config(setting, options)
-    torch.set_num_threads(config.simulation.threads)
     exp = build(config)
     for note in exp.notes:  # e.g. a fallback from the vectorized backend
         print(f"  note: {note}", flush=True)
     curve: list[tuple[int, float]] = []
     fit_seconds = 0.0
 
-    def on_round(state: ServerState, report: RoundReport) -> None:
+    def on_round(progress: RoundProgress) -> None:
         nonlocal fit_seconds
+        report = progress.report
         fit_seconds += report.seconds
         if report.central is not None:
             curve.append((report.round, report.central.accuracy))
@@ -175,20 +173,7 @@ def run_one(setting: Setting, options: Options) -> RunResult:
                 print(f"    round {report.round:>4}  acc {report.central.accuracy:.4f}", flush=True)
 
     start = time.perf_counter()
-    transport = exp.transport()
-    try:
-        run_rounds(
-            exp.strategy,
-            transport,
-            exp.initial_state(),
-            rounds=config.rounds,
-            run=exp.run,
-            policy=exp.policy,
-            central_eval=lambda p: exp.learner.evaluate(p, exp.dataset.central_test),
-            on_round=on_round,
-        )
-    finally:
-        transport.close()
+    exp.train(on_round)
     return RunResult(setting, tuple(curve), time.perf_counter() - start, fit_seconds)
 
 
@@ -306,7 +291,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out is not None and args.out.suffix == ".json":
         parser.error("--out names the markdown table; the JSON goes beside it as .json")
-    torch.use_deterministic_algorithms(True)  # as experiment.simulate does
     options = Options(
         Model(args.model),
         args.lr,

@@ -49,7 +49,7 @@ from torch import nn
 from fedswarm.config import BackendKind, RunConfig, load_config, parse_config
 from fedswarm.data.arrays import ArrayDataset, FederatedDataset
 from fedswarm.data.registry import load_dataset
-from fedswarm.driver import RoundReport, run_rounds
+from fedswarm.driver import RoundReport
 from fedswarm.experiment import build, build_strategy, data_spec
 from fedswarm.learner import LocalTraining
 from fedswarm.models import model_factory
@@ -137,25 +137,10 @@ class Measured:
 
 
 def run_fedswarm(config: RunConfig) -> Measured:
-    """``fedswarm run`` minus the run directory (as bench/mcmahan.py)."""
-    torch.set_num_threads(config.simulation.threads)
-    torch.use_deterministic_algorithms(True)  # as experiment.simulate does
+    """``fedswarm run`` minus the run directory."""
     exp = build(config)
     reports: list[RoundReport] = []
-    transport = exp.transport()
-    try:
-        run_rounds(
-            exp.strategy,
-            transport,
-            exp.initial_state(),
-            rounds=config.rounds,
-            run=exp.run,
-            policy=exp.policy,
-            central_eval=lambda p: exp.learner.evaluate(p, exp.dataset.central_test),
-            on_round=lambda s, r: reports.append(r),
-        )
-    finally:
-        transport.close()
+    exp.train(lambda progress: reports.append(progress.report))
     final = reports[-1].central
     assert final is not None, "the workloads evaluate after the last round"
     return Measured(

@@ -7,7 +7,7 @@ writing a run directory and resuming from its checkpoint if one is there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from fedswarm.algorithms.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
+from fedswarm.checkpoint import Checkpoint
 from fedswarm.config import (
     BackendKind,
     DataConfig,
@@ -33,6 +34,7 @@ from fedswarm.data.partition import PartitionSpec
 from fedswarm.data.registry import DataSpec
 from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
 from fedswarm.learner import Learner, LocalTraining
+from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.models import model_factory
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
@@ -52,7 +54,7 @@ from fedswarm.strategy import RunInfo, ServerState, Strategy
 from fedswarm.transforms import ClipNorm
 from fedswarm.transport.memory import InMemoryTransport
 
-__all__ = ["Experiment", "build", "build_strategy", "simulate"]
+__all__ = ["Experiment", "RoundProgress", "build", "build_strategy", "data_spec", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,48 @@ class Experiment:
 
     def initial_state(self) -> ServerState:
         return self.strategy.init(self.learner.init_params(self.config.seed))
+
+    def train(
+        self,
+        on_round: Callable[[RoundProgress], None] = lambda progress: None,
+        resume: Checkpoint | None = None,
+    ) -> ServerState:
+        """Every configured round in memory, no files (``simulate`` adds the run directory).
+
+        Sets the run's torch settings (deterministic kernels, thread count) for its duration
+        and closes the backend's workers on every path.
+        """
+        central = (
+            (lambda p: self.learner.evaluate(p, self.dataset.central_test))
+            if self.config.evaluation.central
+            else None
+        )
+        with _torch_settings(self.config.simulation.threads):
+            state = resume.state if resume else self.initial_state()
+            transport = self.transport()
+            transport.memories.update(resume.memories if resume else {})
+            try:
+                return run_rounds(
+                    self.strategy,
+                    transport,
+                    state,
+                    rounds=self.config.rounds,
+                    run=self.run,
+                    policy=self.policy,
+                    central_eval=central,
+                    on_round=lambda s, r: on_round(RoundProgress(s, r, transport.memories)),
+                )
+            finally:
+                transport.close()
+
+
+@dataclass(frozen=True, eq=False)
+class RoundProgress:
+    """A completed round as :meth:`Experiment.train` reports it."""
+
+    state: ServerState
+    report: RoundReport
+    memories: Mapping[ClientId, ClientMemory]  # participants' memories, for checkpoints
 
 
 def build_strategy(config: RunConfig) -> Strategy:
@@ -202,8 +246,21 @@ def simulate(
 
     ``log`` receives notes the user should see (a backend fallback, a resumed run).
     """
-    with _torch_settings(config.simulation.threads):
-        return _simulate(config, out, on_round, log)
+    exp = build(config)
+    for note in exp.notes:
+        log(note)
+    rundir = RunDirectory.open(out, config)
+    checkpoint = rundir.checkpoint()  # before any workers start: a bad one fails fast
+    if checkpoint:
+        log(f"resuming {out} after round {checkpoint.state.round}")
+
+    def record(progress: RoundProgress) -> None:
+        rundir.record_round(progress.state, progress.report, progress.memories)
+        on_round(progress.report)
+
+    final = exp.train(record, resume=checkpoint)
+    rundir.finish(final)
+    return final
 
 
 @contextmanager
@@ -221,47 +278,3 @@ def _torch_settings(threads: int) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.set_num_threads(before[1])
-
-
-def _simulate(
-    config: RunConfig,
-    out: Path,
-    on_round: Callable[[RoundReport], None],
-    log: Callable[[str], None],
-) -> ServerState:
-    exp = build(config)
-    for note in exp.notes:
-        log(note)
-    rundir = RunDirectory.open(out, config)
-    checkpoint = rundir.checkpoint()  # before any workers start: a bad one fails fast
-    state = checkpoint.state if checkpoint else exp.initial_state()
-    if checkpoint:
-        log(f"resuming {out} after round {state.round}")
-    central = (
-        (lambda p: exp.learner.evaluate(p, exp.dataset.central_test))
-        if config.evaluation.central
-        else None
-    )
-    transport = exp.transport()
-    if checkpoint:
-        transport.memories.update(checkpoint.memories)
-
-    def record(s: ServerState, report: RoundReport) -> None:
-        rundir.record_round(s, report, transport.memories)
-        on_round(report)
-
-    try:
-        final = run_rounds(
-            exp.strategy,
-            transport,
-            state,
-            rounds=config.rounds,
-            run=exp.run,
-            policy=exp.policy,
-            central_eval=central,
-            on_round=record,
-        )
-    finally:
-        transport.close()
-    rundir.finish(final)
-    return final
