@@ -83,7 +83,10 @@ class TorchLearner:
         seed: int,
     ) -> LocalFit:
         model = self._model(params).train()
-        torch.manual_seed(seed)  # dropout and other in-model randomness
+        # Dropout and other in-model randomness. The learner trains on the CPU, so seed only
+        # the CPU generator: torch.manual_seed also records lazy CUDA seeding, and costs
+        # 125 us a call here against 1.4 us, paid once per participant per round.
+        torch.default_generator.manual_seed(seed)
         named = dict(model.named_parameters())
         optimizer = make_optimizer(list(named.values()), training)
         correct = _corrector(named, params, correction)
