@@ -17,6 +17,9 @@ import numpy as np
 __all__ = ["Aggregator", "Weighting", "client_weights", "stack", "weighted_mean"]
 
 
+_BLOCK_ELEMENTS = 1 << 22  # float64 scratch per block: 32 MiB
+
+
 class Aggregator(Protocol):
     def __call__(self, updates: np.ndarray, weights: np.ndarray) -> np.ndarray: ...
 
@@ -59,5 +62,9 @@ def weighted_mean(updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``sum_k w_k u_k / sum_k w_k``; clients of weight zero do not count."""
     _check(updates, weights)
     w = weights / weights.sum()
-    mean: np.ndarray = (w @ updates.astype(np.float64)).astype(np.float32)
+    mean = np.empty(updates.shape[1], np.float32)
+    # float64 sums, one block of columns at a time: never a float64 copy of the whole stack
+    step = max(1, _BLOCK_ELEMENTS // max(1, updates.shape[0]))
+    for lo in range(0, updates.shape[1], step):
+        mean[lo : lo + step] = w @ updates[:, lo : lo + step].astype(np.float64)
     return mean
