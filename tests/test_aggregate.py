@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fedswarm.aggregate import Weighting, client_weights, stack, weighted_mean
+from fedswarm.aggregate import MeanAccumulator, Weighting, client_weights, stack, weighted_mean
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -158,3 +158,42 @@ def test_client_weights() -> None:
     np.testing.assert_array_equal(client_weights([3, 0, 5], Weighting.EXAMPLES), [3.0, 0.0, 5.0])
     np.testing.assert_array_equal(client_weights([3, 0, 5], Weighting.UNIFORM), [1.0, 1.0, 1.0])
     assert client_weights([3], Weighting.EXAMPLES).dtype == np.float64
+
+
+def _exact_mean(updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The correctly rounded weighted mean, column by column with math.fsum."""
+    import math
+
+    total = math.fsum(weights)
+    cols = [
+        math.fsum(float(u) * float(w) for u, w in zip(col, weights, strict=True))
+        for col in updates.T
+    ]
+    return (np.array(cols) / total).astype(np.float32)
+
+
+def test_streamed_mean_is_exact_and_the_same_in_any_arrival_order() -> None:
+    rng = np.random.default_rng(7)
+    scales = rng.lognormal(0, 4, size=(40, 1)).astype(np.float32)  # wildly different sizes
+    updates = (rng.normal(size=(40, 257)) * scales).astype(np.float32)
+    weights = rng.integers(0, 500, 40).astype(np.float64)
+    weights[0] = 3.0
+    stacked = weighted_mean(updates, weights)
+    np.testing.assert_array_equal(stacked, _exact_mean(updates, weights))
+    for _ in range(5):  # uploads arriving in another order, folded one at a time
+        acc = MeanAccumulator(257)
+        for k in rng.permutation(40):
+            acc.add(updates[k], float(weights[k]))
+        np.testing.assert_array_equal(acc.mean(), stacked)
+        assert acc.count == 40
+
+
+def test_the_accumulator_refuses_what_it_cannot_fold() -> None:
+    acc = MeanAccumulator(3)
+    with pytest.raises(ValueError, match=r"shape \(2,\), expected \(3,\)"):
+        acc.add(np.zeros(2, np.float32), 1.0)
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        acc.add(np.zeros(3, np.float32), float("nan"))
+    acc.add(np.ones(3, np.float32), 0.0)
+    with pytest.raises(ValueError, match="no client carries any weight"):
+        acc.mean()

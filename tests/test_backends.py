@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +17,7 @@ from fedswarm.experiment import build
 from fedswarm.messages import ClientId, EvaluateIns
 from fedswarm.params import Params
 from fedswarm.simulation.backends import Job, ProcessBackend
+from fedswarm.simulation.participants import ConfiguredClients
 from fedswarm.strategy import ServerState
 
 STRATEGIES: list[dict[str, Any]] = [
@@ -90,3 +94,31 @@ def test_process_backend_needs_a_picklable_factory() -> None:
     with pytest.raises(TypeError, match="picklable"):
         backend.run(local_factory, [Job("a", ins, {})])
     backend.close()
+
+
+@dataclass(frozen=True)
+class RecordingFactory:
+    """Builds participants as ``clients`` does, leaving a file named by the process id."""
+
+    clients: ConfiguredClients
+    directory: Path
+
+    def __call__(self, cid: ClientId) -> ClientApp:
+        (self.directory / str(os.getpid())).touch()
+        return self.clients(cid)
+
+
+def test_start_warms_every_worker_up_before_the_first_round(tmp_path: Path) -> None:
+    exp = build(_config(BackendKind.PROCESS, STRATEGIES[0]))
+    recording = RecordingFactory(exp.clients, tmp_path)
+    backend = ProcessBackend(workers=2)
+    try:
+        backend.start(recording, warm_up=exp.dataset.client_ids()[0])
+        started = {p.name for p in tmp_path.iterdir()}
+        assert len(started) == 2  # each worker built a participant
+        ins = EvaluateIns("run", 1, exp.initial_state().params)
+        results = backend.run(recording, [Job(c, ins, {}) for c in exp.dataset.client_ids()])
+    finally:
+        backend.close()
+    assert all(r.error is None for r in results)
+    assert {p.name for p in tmp_path.iterdir()} == started  # the same workers ran the round

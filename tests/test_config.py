@@ -37,7 +37,8 @@ from fedswarm.config import FedAvgConfig as FedAvgOptions
 from fedswarm.config import FedOptConfig as FedOptOptions
 from fedswarm.config import FedProxConfig as FedProxOptions
 from fedswarm.config import ScaffoldConfig as ScaffoldOptions
-from fedswarm.experiment import build_strategy
+from fedswarm.data.partition import DirichletScheme, Partition, PartitionSpec
+from fedswarm.experiment import build, build_strategy, data_spec
 from fedswarm.learner import LocalTraining, OptimizerKind
 from fedswarm.sampling import UniformSampler
 from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
@@ -90,6 +91,8 @@ ROUND_TRIP_CASES = {
     "scaffold": "[strategy]\nname = 'scaffold'\nserver_lr = 0.5\nmin_replies = 2\n",
     "shakespeare": "[data]\nname = 'shakespeare'\nmax_samples_per_client = 100\n"
     "[model]\nname = 'lstm'\nhidden = [32]\nembed = 4\nlayers = 1\n",
+    "dirichlet-clients": "[data]\npartition = 'dirichlet'\ndirichlet_scheme = 'clients'\n"
+    "min_size = 0\n[simulation]\nmax_clients_per_chunk = 64\n",
     "cnn": "[data]\nname = 'fashion_mnist'\nnormalize = true\npartition = 'shards'\n"
     "[model]\nname = 'cnn'\nchannels = [4, 8]\nhidden = [16]\n",
 }
@@ -239,6 +242,8 @@ ILL_TYPED = [
     ("data = 3\n", "data"),
     ("[data]\nnum_clients = 2.5\n", "data.num_clients"),
     ("[data]\nalpha = 0\n", "data.alpha"),
+    ("[data]\nmin_size = -1\n", "data.min_size"),
+    ("[simulation]\nmax_clients_per_chunk = 0\n", "simulation.max_clients_per_chunk"),
     ("[model]\nhidden = '64'\n", "model.hidden"),
     ("[model]\nchannels = [1, 2, 3]\n", "model.channels"),
     ("[client]\nlr = 'fast'\n", "client.lr"),
@@ -259,6 +264,7 @@ def test_ill_typed_value_names_its_key(text: str, key: str) -> None:
 BAD_ENUMS = [
     ("[data]\nname = 'mnist'\n", "data.name", ["digits", "fashion_mnist", "shakespeare"]),
     ("[data]\npartition = 'pathological'\n", "data.partition", ["iid", "dirichlet", "shards"]),
+    ("[data]\ndirichlet_scheme = 'hsu'\n", "data.dirichlet_scheme", ["labels", "clients"]),
     ("[model]\nname = 'resnet'\n", "model.name", ["mlp", "cnn", "lstm", "logreg"]),
     ("[client]\noptimizer = 'rmsprop'\n", "client.optimizer", ["sgd", "adam"]),
     ("[strategy]\nweighting = 'median'\nname = 'fedavg'\n", "strategy.weighting", ["uniform"]),
@@ -416,3 +422,33 @@ def test_build_scaffold() -> None:
     assert strategy.server_optimizer == ServerSGD(lr=0.5)
     assert set(strategy.client_update.init(3)) == {"control"}  # the server's c
     assert strategy.weighting is Weighting.UNIFORM  # as the paper and the scaffold() preset
+
+
+# --- data_spec and the simulation learner --------------------------------------------------
+
+
+def test_dirichlet_options_reach_the_partition_spec() -> None:
+    config = loads_config(
+        "[data]\npartition = 'dirichlet'\nalpha = 0.3\ndirichlet_scheme = 'clients'\nmin_size = 1\n"
+    )
+    assert data_spec(config.data, 0).partition == PartitionSpec(
+        Partition.DIRICHLET, alpha=0.3, min_size=1, dirichlet_scheme=DirichletScheme.CLIENTS
+    )
+
+
+def test_many_tiny_dirichlet_clients_build_with_the_clients_scheme() -> None:
+    """700 digits clients of 2 training images: label-wise Dirichlet(0.3) cannot draw it."""
+    data: dict[str, Any] = {"num_clients": 700, "partition": "dirichlet", "alpha": 0.3}
+    data.update(local_test_fraction=0.0, min_size=2)
+    with pytest.raises(ValueError, match="no draw in"):
+        build(parse_config({"data": data}))
+    exp = build(parse_config({"data": {**data, "dirichlet_scheme": "clients"}}))
+    sizes = {len(exp.dataset.client(c).train) for c in exp.dataset.client_ids()}
+    assert sizes == {2, 3}  # 1,437 training images: 37 clients get a third
+
+
+def test_max_clients_per_chunk_reaches_the_vectorized_learner() -> None:
+    config = loads_config("[data]\nnum_clients = 3\n[simulation]\nmax_clients_per_chunk = 7\n")
+    exp = build(config)
+    learner = exp.clients(exp.dataset.client_ids()[0]).learner
+    assert getattr(learner, "max_clients_per_chunk", None) == 7

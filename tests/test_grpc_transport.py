@@ -19,8 +19,8 @@ from fedswarm.algorithms.presets import fedavg
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset
 from fedswarm.data.digits import load_digits
-from fedswarm.deploy._frames import METHOD, message_frames, new_message_id
-from fedswarm.deploy.participant import Backoff, ParticipantRefused, run_participant
+from fedswarm.deploy._frames import METHOD, RunSpec, message_frames, new_message_id
+from fedswarm.deploy.participant import AppFactory, Backoff, ParticipantRefused, run_participant
 from fedswarm.deploy.pki import NodePaths, Role, TrustStore, init_ca, issue, revoke
 from fedswarm.driver import RoundPolicy, pump, run_rounds
 from fedswarm.learner import Evaluation, GradientCorrection, Learner, LocalFit, LocalTraining
@@ -37,7 +37,13 @@ from fedswarm.wire import encode
 RUN = RunInfo("grpc-test", seed=3)
 TRAINING = LocalTraining(batch_size=32, lr=0.05, epochs=1)
 CLIENTS = ("00000", "00001", "00002")
+SPEC = RunSpec(RUN.run_id, "")
 FAST = Backoff(initial_s=0.05, max_s=0.2, connect_timeout_s=2.0)
+
+
+def factory(app: ClientApp) -> AppFactory:
+    """A participant that is ``app`` whatever run it joins."""
+    return lambda spec: app
 
 
 @dataclass(frozen=True)
@@ -73,13 +79,13 @@ def serving(
     pki: Pki, apps: Sequence[ClientApp], stops: dict[str, threading.Event] | None = None
 ) -> Iterator[GrpcServerTransport]:
     """A started coordinator with ``apps`` connected as participants; all stopped after."""
-    server = GrpcServerTransport(pki.server, pki.trust())
+    server = GrpcServerTransport(pki.server, pki.trust(), run=SPEC)
     port = server.start("127.0.0.1", 0)
     stops = stops if stops is not None else {}
     threads = []
     for app in apps:
         stop = stops.setdefault(app.client_id, threading.Event())
-        args = (f"127.0.0.1:{port}", pki.clients[app.client_id], app, stop)
+        args = (f"127.0.0.1:{port}", pki.clients[app.client_id], factory(app), stop)
         t = threading.Thread(target=run_participant, args=args, kwargs={"backoff": FAST})
         t.start()
         threads.append(t)
@@ -124,7 +130,7 @@ def test_a_revoked_participant_is_refused(pki: Pki) -> None:
         address = _address(server)
         mallory = ClientApp("mallory", apps[0].learner, apps[0].data)
         with pytest.raises(ParticipantRefused, match="revoked") as refused:
-            run_participant(address, pki.clients["mallory"], mallory, backoff=FAST)
+            run_participant(address, pki.clients["mallory"], factory(mallory), backoff=FAST)
         assert refused.value.code is grpc.StatusCode.PERMISSION_DENIED
         assert server.available() == ["00000"]
 
@@ -232,13 +238,13 @@ def test_a_reply_claiming_another_identity_is_refused(pki: Pki) -> None:
     impostor = ClientApp("00002", apps[0].learner, apps[0].data)  # certificate 00000
     strategy = fedavg(TRAINING)
     state = strategy.init(apps[0].learner.init_params(seed=0))
-    server = GrpcServerTransport(pki.server, pki.trust())
+    server = GrpcServerTransport(pki.server, pki.trust(), run=SPEC)
     port = server.start()
     stop = threading.Event()
     node = pki.clients["00000"]
     t = threading.Thread(
         target=run_participant,
-        args=(f"127.0.0.1:{port}", node, impostor, stop),
+        args=(f"127.0.0.1:{port}", node, factory(impostor), stop),
         kwargs={"backoff": FAST},
     )
     t.start()
@@ -287,17 +293,18 @@ def test_a_reply_to_no_outstanding_instruction_is_refused(
     ):
         call = channel.stream_stream(METHOD)(iter(frames))
         try:
-            _wait_for(lambda: "refused a reply from 00001" in caplog.text)
+            _wait_for(lambda: "refused input from 00001" in caplog.text)
         finally:
             call.cancel()
-        assert "no such instruction outstanding" in caplog.text
+        assert "not an instruction outstanding for it" in caplog.text
+        assert server.refusals == {"00001": 1}
 
 
 def test_reloading_trust_disconnects_a_revoked_participant(tmp_path: Path) -> None:
     init_ca(tmp_path)
     node = issue(tmp_path, "00000", Role.CLIENT)
     server = GrpcServerTransport(
-        issue(tmp_path, "coordinator", Role.SERVER), TrustStore.load(tmp_path)
+        issue(tmp_path, "coordinator", Role.SERVER), TrustStore.load(tmp_path), run=SPEC
     )
     port = server.start()
     apps, _ = digits_apps()
@@ -305,7 +312,7 @@ def test_reloading_trust_disconnects_a_revoked_participant(tmp_path: Path) -> No
 
     def participate() -> None:
         try:
-            run_participant(f"127.0.0.1:{port}", node, apps[0], stop, backoff=FAST)
+            run_participant(f"127.0.0.1:{port}", node, factory(apps[0]), stop, backoff=FAST)
         except ParticipantRefused as err:
             refused.append(err)
 

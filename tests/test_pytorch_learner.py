@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -143,6 +145,61 @@ def test_fit_reports_steps_examples_and_is_deterministic() -> None:
     np.testing.assert_array_equal(params.flat, learner.init_params(seed=0).flat)  # not mutated
 
 
+def _stateful_model() -> nn.Module:
+    """Buffers that training moves (BatchNorm) and randomness in forward (dropout)."""
+    return nn.Sequential(
+        nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 3)
+    )
+
+
+REUSE_TRAININGS = [
+    LocalTraining(batch_size=8, lr=0.1, epochs=2, momentum=0.9, weight_decay=0.01),
+    LocalTraining(batch_size=8, lr=0.01, epochs=None, steps=6, optimizer=OptimizerKind.ADAM),
+]
+
+
+@pytest.mark.parametrize("make_model", [_model, _stateful_model], ids=["mlp", "batchnorm"])
+def test_a_reused_learner_fits_as_a_fresh_one(make_model: Callable[[], nn.Module]) -> None:
+    """One learner runs many tasks on one model; each equals a fresh learner's task,
+    whatever ran before it (other parameters, optimiser state, evaluation)."""
+    learner = TorchLearner(make_model)
+    tasks = [
+        (learner.init_params(seed), _data(30 + 2 * seed, seed), training, seed)
+        for seed in range(4)
+        for training in REUSE_TRAININGS
+    ]
+    for params, data, training, seed in tasks * 2:
+        got = learner.fit(params, data, training, GradientCorrection(mu=0.1), seed)
+        fresh = TorchLearner(make_model).fit(
+            params, data, training, GradientCorrection(mu=0.1), seed
+        )
+        np.testing.assert_array_equal(got.params, fresh.params)
+        assert got.train_loss == fresh.train_loss
+        assert learner.evaluate(params, data) == TorchLearner(make_model).evaluate(params, data)
+
+
+def test_learner_threads_and_pickled_copies_train_alike() -> None:
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    learner = TorchLearner(_model)
+    params, training = learner.init_params(1), REUSE_TRAININGS[0]
+    seeds = list(range(8))
+    expected = [learner.fit(params, _data(), training, GradientCorrection(), s) for s in seeds]
+    with ThreadPoolExecutor(4) as pool:  # each thread gets its own model
+        threaded = list(
+            pool.map(
+                lambda s: learner.fit(params, _data(), training, GradientCorrection(), s), seeds
+            )
+        )
+    copy = pickle.loads(pickle.dumps(learner))
+    assert copy == learner
+    copied = [copy.fit(params, _data(), training, GradientCorrection(), s) for s in seeds]
+    for e, t, c in zip(expected, threaded, copied, strict=True):
+        np.testing.assert_array_equal(t.params, e.params)
+        np.testing.assert_array_equal(c.params, e.params)
+
+
 def test_evaluate_matches_manual_loss_and_accuracy() -> None:
     data = _data(101)
     learner = TorchLearner(_model, eval_batch_size=17)  # several uneven batches
@@ -173,6 +230,8 @@ def test_params_round_trip_with_integer_buffers() -> None:
         assert torch.equal(v, w), k
     with pytest.raises(ValueError, match="do not fit this model"):
         load_params(nn.Linear(3, 4), params)
+    with pytest.raises(ValueError, match="do not fit this model"):  # same names, other shapes
+        load_params(nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5)), params)
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,14 @@ config find Ray running and must leave it so.
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +28,10 @@ from fedswarm.experiment import build
 from fedswarm.messages import ClientId, EvaluateIns
 from fedswarm.params import Params
 from fedswarm.simulation.backends import Backend, Job, SequentialBackend
+from fedswarm.simulation.participants import ConfiguredClients
 from fedswarm.simulation.ray_backend import RayBackend
 from fedswarm.strategy import ServerState
+from fedswarm.transport.memory import InMemoryTransport
 
 STRATEGIES: list[dict[str, Any]] = [
     {"name": "fedavg"},
@@ -38,12 +42,13 @@ STRATEGIES: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[RayBackend]:
-    """A local Ray of 2 CPUs, offline and on loopback, for the whole module."""
+    """2 actors of a local Ray, offline and on loopback, for the whole module. Ray has a
+    third logical CPU, so that a backend built from config can start an actor beside them."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_USAGE_STATS_ENABLED", "0")
         env.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # servers on loopback only
         with _ray_resource_leaks():
-            owner = RayBackend(num_cpus=2)
+            owner = RayBackend(actors=2, num_cpus=3)
         yield owner
         with _ray_resource_leaks():
             owner.close()
@@ -85,13 +90,13 @@ def _config(
 
 
 def _train(config: RunConfig, backend: Backend | None = None) -> ServerState:
-    """``config`` trained over its experiment's transport, or that transport on ``backend``
-    (left open: the module's actors are reused across tests)."""
+    """``config`` trained over its experiment's transport, or over ``backend`` (left open:
+    the module's actors are reused across tests)."""
     exp = build(config)
-    transport = exp.transport()
-    if backend is not None:
-        transport.close()  # the configured backend, never run
-        transport = replace(transport, backend=backend)
+    if backend is None:
+        transport = exp.transport()
+    else:
+        transport = InMemoryTransport(exp.dataset.client_ids(), exp.clients, backend=backend)
     try:
         return run_rounds(
             exp.strategy, transport, exp.initial_state(), rounds=config.rounds, run=exp.run
@@ -129,11 +134,9 @@ def test_participant_exception_is_a_failure_and_the_round_completes(
 ) -> None:
     config = _config(BackendKind.RAY, {"name": "fedavg", "clients_per_round": None})
     exp = build(config)
-    transport = exp.transport()
-    assert not transport.fail_fast
-    transport.close()
     # a participant the actor cannot build: its KeyError is raised inside the actor
-    ghostly = replace(transport, client_ids=[*transport.client_ids, "ghost"], backend=local_ray)
+    ids = [*exp.dataset.client_ids(), "ghost"]
+    ghostly = InMemoryTransport(ids, exp.clients, fail_fast=False, backend=local_ray)
     reports: list[RoundReport] = []
     run_rounds(
         exp.strategy,
@@ -152,9 +155,10 @@ def test_config_builds_a_ray_backend_that_leaves_a_running_ray_running(
     import ray
 
     config = _config(BackendKind.RAY, STRATEGIES[0], {"ray_actors": 1})
-    transport = build(config).transport()
+    transport = build(config).transport()  # its actor started, beside the module's two
     assert isinstance(transport.backend, RayBackend)
     assert transport.backend.actors == 1
+    assert not transport.fail_fast  # only the debug backend re-raises
     transport.close()
     assert ray.is_initialized(), "a backend that found Ray running must leave it running"
 
@@ -169,6 +173,35 @@ def test_ray_backend_needs_a_picklable_factory() -> None:
     with pytest.raises(TypeError, match="picklable"):
         backend.run(local_factory, [Job("a", ins, {})])
     backend.close()
+
+
+@dataclass(frozen=True)
+class RecordingFactory:
+    """Builds participants as ``clients`` does, leaving a file named by the process id."""
+
+    clients: ConfiguredClients
+    directory: Path
+
+    def __call__(self, cid: ClientId) -> ClientApp:
+        (self.directory / str(os.getpid())).touch()
+        return self.clients(cid)
+
+
+def test_start_warms_every_actor_up_before_the_first_round(
+    local_ray: RayBackend, tmp_path: Path
+) -> None:
+    from ray import cloudpickle
+
+    # Ray's workers cannot import this test module: ship the factory's class by value.
+    cloudpickle.register_pickle_by_value(sys.modules[RecordingFactory.__module__])  # type: ignore[no-untyped-call]
+    exp = build(_config(BackendKind.RAY, STRATEGIES[0]))
+    recording = RecordingFactory(exp.clients, tmp_path)
+    local_ray.start(recording, warm_up=exp.dataset.client_ids()[0])
+    started = {p.name for p in tmp_path.iterdir()}
+    assert len(started) == local_ray.actors == 2  # each actor built a participant
+    ins = EvaluateIns("run", 1, exp.initial_state().params)
+    local_ray.run(recording, [Job(cid, ins, {}) for cid in exp.dataset.client_ids()])
+    assert {p.name for p in tmp_path.iterdir()} == started  # the same actors served the round
 
 
 def test_missing_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

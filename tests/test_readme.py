@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +39,29 @@ def test_toml_example_is_a_valid_config() -> None:
     assert config.data.num_clients == 100
 
 
+def test_deploy_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    """The "deploy across machines" commands, verbatim but for a free port, in a shell."""
+    section = README.read_text().split("### Deploy across machines", 1)[1]
+    script = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "-euc", script.replace(":8443", f":{port}")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "state" / "summary.json").read_text())
+    assert summary["rounds"] == 10
+    assert summary["eval_accuracy"] > 0.8
+    assert '"model_sha256"' in done.stdout  # the last command shows the summary
+
+
 def _keys(model: type[BaseModel]) -> set[str]:
     return set(model.model_fields)
 
@@ -52,10 +80,11 @@ def _keys(model: type[BaseModel]) -> set[str]:
         cfg.FedOptConfig,
         cfg.ScaffoldConfig,
         cfg.SimulationConfig,
+        cfg.DeploymentConfig,
     ],
 )
 def test_reference_documents_every_key(model: type[BaseModel]) -> None:
     reference = README.read_text().split("## Config reference", 1)[1]
-    nested = {"data", "model", "client", "strategy", "evaluation", "simulation"}
+    nested = {"data", "model", "client", "strategy", "evaluation", "simulation", "deployment"}
     missing = {k for k in _keys(model) - nested if f"`{k}`" not in reference}
     assert not missing, f"README config reference lacks {sorted(missing)}"

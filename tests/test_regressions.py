@@ -16,7 +16,7 @@ from fedswarm.params import Params, ParamSpec
 from fedswarm.rounds import QuorumError, evaluate_round, fit_round
 from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
 from fedswarm.strategy import RunInfo, Strategy
-from fedswarm.transport.base import Request
+from fedswarm.transport.base import Fold, Request
 
 RUN = RunInfo("bugs", seed=0)
 
@@ -30,7 +30,9 @@ class Canned:
     def available(self) -> Sequence[ClientId]:
         return sorted(self.deltas)
 
-    def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
+    def exchange(
+        self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+    ) -> list[Outcome]:
         return [
             FitRes(
                 cid, ins.round, np.zeros(2, np.float32), 1, 1, 0.0, ScaffoldExtra(self.deltas[cid])
@@ -93,7 +95,9 @@ def test_zero_example_replies_do_not_count_towards_the_quorum() -> None:
         def available(self) -> Sequence[ClientId]:
             return ["a"]
 
-        def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
+        def exchange(
+            self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+        ) -> list[Outcome]:
             return [FitRes(c, i.round, np.zeros(2, np.float32), 0, 0, 0.0) for c, i in requests]
 
     with pytest.raises(QuorumError, match="trained on no examples"):

@@ -37,7 +37,7 @@ from fedswarm.rounds import (
 from fedswarm.sampling import UniformSampler
 from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
 from fedswarm.strategy import RunInfo, ServerState, Strategy
-from fedswarm.transport.base import ClientError, Request, Transport
+from fedswarm.transport.base import ClientError, Fold, Request, Transport
 from fedswarm.transport.memory import InMemoryTransport
 
 RUN = RunInfo("test-run", seed=11)
@@ -114,7 +114,9 @@ class Wrapped:
     def available(self) -> Sequence[ClientId]:
         return self.inner.available()
 
-    def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
+    def exchange(
+        self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+    ) -> list[Outcome]:
         self.timeouts.append(timeout)
         if all(isinstance(ins, FitIns) for _, ins in requests):
             self.asked.append([cid for cid, _ in requests])
@@ -132,7 +134,9 @@ class Scripted:
     def available(self) -> Sequence[ClientId]:
         return ["a", "b", "c", "d"]
 
-    def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
+    def exchange(
+        self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+    ) -> list[Outcome]:
         self.seen.append((list(requests), timeout))
         return self.script.pop(0)
 

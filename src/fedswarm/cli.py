@@ -1,9 +1,11 @@
-"""The ``fedswarm`` command line: ``demo``, ``run``, ``datasets`` and the ``ca`` group."""
+"""The ``fedswarm`` command line: ``demo``, ``run``, ``datasets``, ``server``, ``client``
+and the ``ca`` group."""
 
 from __future__ import annotations
 
 import enum
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -167,6 +169,83 @@ def datasets() -> None:
         except DatasetNotInstalledError as exc:
             table.add_row(name.value, Text(str(exc), style="yellow"))
     console.print(table)
+
+
+def _deploy_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
+
+
+@app.command()
+def server(
+    config_path: Annotated[
+        Path, typer.Argument(metavar="CONFIG.toml", help="Run configuration (TOML).")
+    ],
+    pki: Annotated[Path, typer.Option(help="Directory with ca.crt, ca.crl, nodes/NAME.*")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "0.0.0.0:8443",
+    state: Annotated[
+        Path, typer.Option(help="State directory; a restart with the same one resumes.")
+    ] = Path("state"),
+    name: Annotated[
+        str | None, typer.Option(help="The coordinator's certificate (default: the only one).")
+    ] = None,
+) -> None:
+    """Coordinate a federation across machines: participants dial in with mutual TLS."""
+    from fedswarm.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise _fail("config error", exc, 2) from None
+    from fedswarm.deploy.coordinator import Coordinator
+    from fedswarm.deploy.node import NodeSetupError, find_node
+    from fedswarm.deploy.pki import PkiError, Role
+    from fedswarm.deploy.state import StateDirError
+
+    _deploy_logging()
+    try:
+        node = find_node(pki, Role.SERVER, name)
+        coordinator = Coordinator(
+            config, node, pki, state, on_round=lambda r: console.print(_line(r))
+        )
+        summary = coordinator.run(listen)
+    except (NodeSetupError, PkiError, StateDirError, ValueError, OSError) as exc:
+        raise _fail("server error", exc, 1) from None
+    _print_summary(summary, state)
+
+
+@app.command()
+def client(
+    server: Annotated[str, typer.Option(help="The coordinator's HOST:PORT.")],
+    pki: Annotated[Path, typer.Option(help="Directory with ca.crt and nodes/NAME.key|crt")],
+    name: Annotated[str, typer.Option(help="This participant's certificate name.")],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="'partition' (its share of the config's dataset) or a .npz file "
+            "(x_train, y_train[, x_test, y_test])."
+        ),
+    ] = "partition",
+) -> None:
+    """Take part in a federation: dial the coordinator and train on local data."""
+    from fedswarm.config import ConfigError
+    from fedswarm.data.errors import DatasetNotInstalledError
+    from fedswarm.deploy.node import NodeSetupError, find_node, participant_factory
+    from fedswarm.deploy.participant import ParticipantRefused, run_participant
+    from fedswarm.deploy.pki import Role
+
+    _deploy_logging()
+    try:
+        node = find_node(pki, Role.CLIENT, name)
+        run_participant(server, node, participant_factory(name, data))
+    except ParticipantRefused as exc:
+        raise _fail("refused by the coordinator", exc, 3) from None
+    except (NodeSetupError, ConfigError, DatasetNotInstalledError, OSError) as exc:
+        raise _fail("client error", exc, 1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    console.print(f"{name}: the run is over")
 
 
 ca_app = typer.Typer(

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from fedswarm.aggregate import Weighting
-from fedswarm.data.partition import Partition
+from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
 from fedswarm.learner import OptimizerKind
 
@@ -78,6 +78,10 @@ class DataConfig(_Frozen):
     )
     partition: Partition | None = Field(None, description="unset: IID, or natural clients")
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration")
+    dirichlet_scheme: DirichletScheme = Field(
+        DirichletScheme.LABELS, description="labels: split each label; clients: label mixes"
+    )
+    min_size: int = Field(2, ge=0, description="dirichlet: fewest samples per client")
     shards_per_client: int = Field(2, ge=1)
     exponent: float = Field(1.5, gt=0, description="power-law exponent for quantity skew")
     local_test_fraction: float = Field(0.2, ge=0, lt=1)
@@ -191,6 +195,9 @@ class SimulationConfig(_Frozen):
     min_epochs: int | None = Field(
         None, ge=1, description="each client does U{min_epochs..client.epochs} epochs a round"
     )
+    max_clients_per_chunk: int | None = Field(
+        None, ge=1, description="vectorized: clients trained at once; unset: automatic"
+    )
 
     @property
     def simulates_devices(self) -> bool:
@@ -203,6 +210,21 @@ class EvaluationConfig(_Frozen):
     federated_clients: int = Field(0, ge=0, description="clients evaluating locally; 0: none")
 
 
+class DeploymentConfig(_Frozen):
+    """How a coordinator (``fedswarm server``) runs the config across machines."""
+
+    clients: int | None = Field(
+        None,
+        ge=1,
+        description="participants to wait for before each round; unset: data.num_clients",
+    )
+    join_timeout_s: float = Field(
+        300.0, gt=0, description="then start the round with those connected (if a quorum)"
+    )
+    max_message_mb: int = Field(1024, ge=1, description="largest message accepted, MiB")
+    max_uploads: int = Field(2, ge=1, description="replies received at once (bounds memory)")
+
+
 class RunConfig(_Frozen):
     seed: int = Field(0, ge=0)
     rounds: int = Field(50, ge=1)
@@ -212,6 +234,7 @@ class RunConfig(_Frozen):
     strategy: StrategyConfig = FedAvgConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     simulation: SimulationConfig = SimulationConfig()
+    deployment: DeploymentConfig = DeploymentConfig()
 
     @model_validator(mode="after")
     def _scaffold_needs_plain_sgd(self) -> RunConfig:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from fedswarm.learner import Evaluation
-from fedswarm.messages import Outcome
+from fedswarm.messages import ClientId, Failure, Outcome
 from fedswarm.params import Params
 from fedswarm.rounds import Exchange, evaluate_round, fit_round
 from fedswarm.sampling import Sampler
@@ -52,6 +52,8 @@ class RoundReport:
     seconds: float  # wall time of the fit round (sampling to aggregation)
     central: Evaluation | None = None
     federated: Evaluation | None = None
+    replied: tuple[ClientId, ...] = ()  # whose updates count
+    failures: tuple[Failure, ...] = ()  # who failed and why (refusals included)
 
     def record(self) -> dict[str, float | int]:
         """One line of ``metrics.jsonl``."""
@@ -82,7 +84,7 @@ def pump(
     try:
         exchange = next(protocol)
         while True:
-            outcomes = transport.exchange(exchange.requests, timeout=timeout)
+            outcomes = transport.exchange(exchange.requests, timeout=timeout, fold=exchange.fold)
             exchange = protocol.send(outcomes)
     except StopIteration as done:
         result: T = done.value
@@ -105,8 +107,8 @@ def run_rounds(
     ``on_round`` sees each completed round; a resumed state continues where it stopped.
     """
     while state.round < rounds:
+        available = transport.available()  # may wait for participants: not round time
         start = time.perf_counter()
-        available = transport.available()
         result = pump(
             fit_round(strategy, state, available, run, policy.min_replies),
             transport,
@@ -126,6 +128,8 @@ def run_rounds(
                 seconds=seconds,
                 central=central,
                 federated=federated,
+                replied=result.replied,
+                failures=result.failures,
             ),
         )
     return state

@@ -54,7 +54,16 @@ from fedswarm.strategy import RunInfo, ServerState, Strategy
 from fedswarm.transforms import ClipNorm
 from fedswarm.transport.memory import InMemoryTransport
 
-__all__ = ["Experiment", "RoundProgress", "build", "build_strategy", "data_spec", "simulate"]
+__all__ = [
+    "Experiment",
+    "RoundProgress",
+    "build",
+    "build_strategy",
+    "data_spec",
+    "round_policy",
+    "simulate",
+    "torch_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,9 @@ class Experiment:
     notes: tuple[str, ...] = ()  # what the user should know (e.g. why a fallback happened)
 
     def transport(self) -> InMemoryTransport:
-        """Participants under the configured backend; ``close()`` it when done."""
+        """Participants under the configured backend, its workers started (each has loaded
+        the data and built a participant), so rounds run in steady state from the first;
+        ``close()`` it when done."""
         sim = self.config.simulation
         backends: dict[BackendKind, Callable[[], Backend]] = {
             BackendKind.SEQUENTIAL: SequentialBackend,
@@ -78,11 +89,17 @@ class Experiment:
             BackendKind.PROCESS: lambda: ProcessBackend(sim.workers),
             BackendKind.RAY: lambda: RayBackend(sim.ray_address, sim.ray_actors),
         }
+        backend = backends[self.backend]()
+        try:
+            backend.start(self.clients, warm_up=self.dataset.client_ids()[0])
+        except BaseException:
+            backend.close()
+            raise
         return InMemoryTransport(
             list(self.dataset.client_ids()),
             self.clients,
             fail_fast=self.backend is BackendKind.SEQUENTIAL,  # the debug backend re-raises
-            backend=backends[self.backend](),
+            backend=backend,
             devices=_devices(self.config),
         )
 
@@ -104,7 +121,7 @@ class Experiment:
             if self.config.evaluation.central
             else None
         )
-        with _torch_settings(self.config.simulation.threads):
+        with torch_settings(self.config.simulation.threads):
             state = resume.state if resume else self.initial_state()
             transport = self.transport()
             transport.memories.update(resume.memories if resume else {})
@@ -172,8 +189,10 @@ def data_spec(cfg: DataConfig, seed: int) -> DataSpec:
         partition = PartitionSpec(
             cfg.partition,
             alpha=cfg.alpha,
+            min_size=cfg.min_size,
             shards_per_client=cfg.shards_per_client,
             exponent=cfg.exponent,
+            dirichlet_scheme=cfg.dirichlet_scheme,
         )
     return DataSpec(
         name=cfg.name,
@@ -186,6 +205,19 @@ def data_spec(cfg: DataConfig, seed: int) -> DataSpec:
         max_samples_per_client=cfg.max_samples_per_client,
         synthetic_alpha=cfg.synthetic_alpha,
         synthetic_beta=cfg.synthetic_beta,
+    )
+
+
+def round_policy(config: RunConfig) -> RoundPolicy:
+    """Quorum, deadline and evaluation schedule: the same in simulation and deployment."""
+    ev = config.evaluation
+    return RoundPolicy(
+        min_replies=config.strategy.min_replies,
+        timeout_s=config.strategy.deadline_s,
+        evaluate_every=ev.every,
+        federated_eval=UniformSampler(clients_per_round=ev.federated_clients)
+        if ev.federated_clients
+        else None,
     )
 
 
@@ -213,22 +245,18 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
     dataset = configured_dataset(spec)
     model_fn = model_factory(config.model, dataset)
     backend, note = _backend(config, model_fn)
-    clients = ConfiguredClients(spec, config.model, backend is BackendKind.VECTORIZED)
-    ev = config.evaluation
-    policy = RoundPolicy(
-        min_replies=config.strategy.min_replies,
-        timeout_s=config.strategy.deadline_s,
-        evaluate_every=ev.every,
-        federated_eval=UniformSampler(clients_per_round=ev.federated_clients)
-        if ev.federated_clients
-        else None,
+    clients = ConfiguredClients(
+        spec,
+        config.model,
+        vectorized=backend is BackendKind.VECTORIZED,
+        max_clients_per_chunk=config.simulation.max_clients_per_chunk,
     )
     return Experiment(
         config=config,
         dataset=dataset,
         learner=TorchLearner(model_fn),
         strategy=build_strategy(config),
-        policy=policy,
+        policy=round_policy(config),
         run=RunInfo(run_id, config.seed),
         clients=clients,
         backend=backend,
@@ -264,7 +292,7 @@ def simulate(
 
 
 @contextmanager
-def _torch_settings(threads: int) -> Iterator[None]:
+def torch_settings(threads: int) -> Iterator[None]:
     """Bit-reproducible kernels and the run's thread count; the caller's settings after.
 
     Small federated models train fastest on one thread per process: the parallelism is

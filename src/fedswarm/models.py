@@ -5,17 +5,28 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 from torch import nn
 
 from fedswarm.config import ModelConfig, ModelName
-from fedswarm.data.arrays import FederatedDataset
 from fedswarm.pytorch.models import CNN, MLP, CharLSTM, LogisticRegression
 
-__all__ = ["model_factory"]
+__all__ = ["DataSchema", "model_factory"]
 
 
-def model_factory(cfg: ModelConfig, data: FederatedDataset) -> Callable[[], nn.Module]:
+class DataSchema(Protocol):
+    """What a model needs to know of the data (every ``FederatedDataset`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def num_classes(self) -> int: ...
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+
+def model_factory(cfg: ModelConfig, data: DataSchema) -> Callable[[], nn.Module]:
     """A zero-argument constructor of the configured model for ``data``'s inputs."""
     shape, classes = data.input_shape, data.num_classes
     features = math.prod(shape)

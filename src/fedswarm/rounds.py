@@ -10,11 +10,11 @@ same kind, so one driver and one transport serve them all.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fedswarm.aggregate import Weighting
+from fedswarm.aggregate import MeanAccumulator, Weighting
 from fedswarm.algorithms.base import ClientUpdate
 from fedswarm.learner import Evaluation
 from fedswarm.messages import (
@@ -28,10 +28,11 @@ from fedswarm.messages import (
 )
 from fedswarm.params import Params
 from fedswarm.strategy import FitSummary, RunInfo, ServerState, Strategy
-from fedswarm.transport.base import Request
+from fedswarm.transport.base import Fold, Request
 
 __all__ = [
     "Exchange",
+    "FitReplyCheck",
     "FitRoundResult",
     "QuorumError",
     "RoundProtocol",
@@ -44,8 +45,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Exchange:
+    """Instructions for some participants.
+
+    ``fold``, if set, is applied by the transport to each outcome once, as it arrives (one
+    call at a time): a fit round checks the reply there and adds its update to a running
+    mean, so the update need not be kept until the last participant has answered.
+    """
+
     stage: Stage
     requests: tuple[Request, ...]
+    fold: Fold | None = None
 
 
 RoundProtocol = Generator[Exchange, Sequence[Outcome], "FitRoundResult"]
@@ -60,6 +69,7 @@ class FitRoundResult:
     state: ServerState
     summary: FitSummary
     failures: tuple[Failure, ...]
+    replied: tuple[ClientId, ...] = ()  # whose updates count, sorted
 
 
 def fit_round(
@@ -71,28 +81,84 @@ def fit_round(
 ) -> RoundProtocol:
     """Sample, instruct, collect, validate and aggregate one round."""
     requests = strategy.configure_fit(state, available, run)
-    outcomes = yield Exchange(Stage.FIT, tuple(requests))
     rnd = state.round + 1
-    replies, failures = accept_fit_replies(
-        outcomes, {cid for cid, _ in requests}, rnd, state.params.dim, strategy.client_update
+    check = FitReplyCheck(
+        expected={cid for cid, _ in requests},
+        round=rnd,
+        dim=state.params.dim,
+        update=strategy.client_update,
+        weighting=strategy.weighting,
+        mean=MeanAccumulator(state.params.dim) if strategy.streams else None,
     )
-    if strategy.weighting is Weighting.EXAMPLES:  # a zero-weight reply cannot count
-        replies, idle = _split_idle(replies)
-        failures += idle
+    outcomes = yield Exchange(Stage.FIT, tuple(requests), fold=check)
+    replies, failures = check.split(outcomes)
     if len(replies) < max(min_replies, 1):
         reasons = "; ".join(f"{f.client_id}: {f.reason}" for f in failures[:5])
         raise QuorumError(
             f"round {rnd}: {len(replies)} of {len(requests)} participants replied, "
             f"the quorum is {max(min_replies, 1)}. Failures: {reasons or 'none'}"
         )
-    new_state, summary = strategy.aggregate_fit(state, replies, len(available))
-    return FitRoundResult(new_state, summary, tuple(failures))
+    mean = check.mean.mean() if check.mean is not None else None
+    new_state, summary = strategy.aggregate_fit(state, replies, len(available), mean)
+    replied = tuple(sorted(r.client_id for r in replies))
+    return FitRoundResult(new_state, summary, tuple(failures), replied)
 
 
-def _split_idle(replies: list[FitRes]) -> tuple[list[FitRes], list[Failure]]:
-    idle = [r for r in replies if r.num_examples == 0]
-    failures = [Failure(r.client_id, r.round, Stage.FIT, "trained on no examples") for r in idle]
-    return [r for r in replies if r.num_examples > 0], failures
+_FOLDED = np.zeros(0, np.float32)
+_FOLDED.flags.writeable = False
+
+
+@dataclass(eq=False)
+class FitReplyCheck:
+    """Checks each fit outcome of one round as it arrives; a :data:`Fold`.
+
+    A usable reply passes (with ``mean`` set, its update is added to the running mean and
+    the reply passes without it); anything else becomes a :class:`Failure` saying why.
+    :meth:`split` finishes the round's outcomes, checking any the transport did not fold.
+    """
+
+    expected: set[ClientId]
+    round: int
+    dim: int
+    update: ClientUpdate
+    weighting: Weighting = Weighting.EXAMPLES
+    mean: MeanAccumulator | None = None
+    _accepted: set[ClientId] = field(default_factory=set)
+    _made: dict[int, FitRes | Failure] = field(default_factory=dict)  # by id: what it made
+
+    def __call__(self, o: Outcome) -> FitRes | Failure:
+        out = self._check(o)
+        self._made[id(out)] = out  # holding it keeps the id unique
+        return out
+
+    def _check(self, o: Outcome) -> FitRes | Failure:
+        if isinstance(o, Failure):
+            return o
+        if not isinstance(o, FitRes):
+            return Failure(o.client_id, self.round, Stage.FIT, "not a fit reply")
+        pending = self.expected - self._accepted
+        if (why := _refusal(o, pending, self.round, self.dim, self.update)) is not None:
+            return Failure(o.client_id, self.round, Stage.FIT, f"refused: {why}")
+        if self.weighting is Weighting.EXAMPLES and o.num_examples == 0:
+            return Failure(o.client_id, o.round, Stage.FIT, "trained on no examples")
+        self._accepted.add(o.client_id)
+        if self.mean is None:
+            return o
+        weight = 1.0 if self.weighting is Weighting.UNIFORM else float(o.num_examples)
+        self.mean.add(o.update, weight)
+        return replace(o, update=_FOLDED)
+
+    def split(self, outcomes: Sequence[Outcome]) -> tuple[list[FitRes], list[Failure]]:
+        """The round's usable replies and its failures."""
+        replies: list[FitRes] = []
+        failures: list[Failure] = []
+        for o in outcomes:
+            done = self._made.get(id(o)) or self(o)
+            if isinstance(done, FitRes):
+                replies.append(done)
+            else:
+                failures.append(done)
+        return replies, failures
 
 
 def _stranger(client_id: ClientId, round_: int, pending: set[ClientId], rnd: int) -> str | None:
@@ -127,20 +193,8 @@ def accept_fit_replies(
     update: ClientUpdate,
 ) -> tuple[list[FitRes], list[Failure]]:
     """Split outcomes into usable replies and failures; bad replies become failures."""
-    replies: list[FitRes] = []
-    failures: list[Failure] = []
-    pending = set(expected)
-    for o in outcomes:
-        if isinstance(o, Failure):
-            failures.append(o)
-        elif not isinstance(o, FitRes):
-            failures.append(Failure(o.client_id, rnd, Stage.FIT, "not a fit reply"))
-        elif (why := _refusal(o, pending, rnd, dim, update)) is not None:
-            failures.append(Failure(o.client_id, rnd, Stage.FIT, f"refused: {why}"))
-        else:
-            pending.discard(o.client_id)
-            replies.append(o)
-    return replies, failures
+    check = FitReplyCheck(expected, rnd, dim, update, Weighting.UNIFORM)
+    return check.split(outcomes)
 
 
 def accept_evaluate_replies(

@@ -25,7 +25,7 @@ from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.plots import plot_curves
 from fedswarm.strategy import ServerState
 
-__all__ = ["RunDirectory", "RunDirectoryError"]
+__all__ = ["RunDirectory", "RunDirectoryError", "write_results"]
 
 
 class RunDirectoryError(RuntimeError):
@@ -96,21 +96,28 @@ class RunDirectory:
 
     def finish(self, state: ServerState) -> dict[str, Any]:
         """Write the final model, ``summary.json`` and ``curves.png``; return the summary."""
-        model = self.path / "model.safetensors"
-        save_file({k: v.copy() for k, v in state.params.arrays().items()}, str(model))
-        records = self.records()
-        last_eval: dict[str, Any] = next((r for r in reversed(records) if "eval_accuracy" in r), {})
-        summary = {
-            "eval_accuracy": last_eval.get("eval_accuracy"),
-            "eval_loss": last_eval.get("eval_loss"),
-            "fed_eval_accuracy": last_eval.get("fed_eval_accuracy"),
-            "rounds": state.round,
-            "seed": self.config.seed,
-            "config_sha256": self.config_sha256,
-            "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
-            "seconds": sum(float(r["seconds"]) for r in records),
-        }
-        _write_atomic(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
-        title = f"{self.config.strategy.name} on {self.config.data.name.value}"
-        plot_curves(records, self.path / "curves.png", title)
-        return summary
+        return write_results(self.path, self.config, state, self.records())
+
+
+def write_results(
+    path: Path, config: RunConfig, state: ServerState, records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A finished run's ``model.safetensors``, ``summary.json`` and ``curves.png`` in
+    ``path`` (a run directory, or a coordinator's state directory); returns the summary."""
+    model = path / "model.safetensors"
+    save_file({k: v.copy() for k, v in state.params.arrays().items()}, str(model))
+    last_eval: dict[str, Any] = next((r for r in reversed(records) if "eval_accuracy" in r), {})
+    summary = {
+        "eval_accuracy": last_eval.get("eval_accuracy"),
+        "eval_loss": last_eval.get("eval_loss"),
+        "fed_eval_accuracy": last_eval.get("fed_eval_accuracy"),
+        "rounds": state.round,
+        "seed": config.seed,
+        "config_sha256": config_sha256(config),
+        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "seconds": sum(float(r["seconds"]) for r in records),
+    }
+    _write_atomic(path / "summary.json", json.dumps(summary, indent=2) + "\n")
+    title = f"{config.strategy.name} on {config.data.name.value}"
+    plot_curves(records, path / "curves.png", title)
+    return summary

@@ -96,13 +96,28 @@ class Strategy:
             for cid in clients
         ]
 
+    @property
+    def streams(self) -> bool:
+        """Whether replies can be folded into the mean as they arrive (see
+        :class:`~fedswarm.aggregate.MeanAccumulator`); other aggregators need them all."""
+        return self.aggregator is weighted_mean
+
     def aggregate_fit(
-        self, state: ServerState, replies: Sequence[FitRes], num_clients: int
+        self,
+        state: ServerState,
+        replies: Sequence[FitRes],
+        num_clients: int,
+        mean_update: np.ndarray | None = None,
     ) -> tuple[ServerState, FitSummary]:
-        """Fold the replies of round ``state.round + 1`` into a new state."""
+        """Fold the replies of round ``state.round + 1`` into a new state.
+
+        ``mean_update``: the replies' updates already aggregated as they arrived (then their
+        ``update`` fields are not read).
+        """
         replies = sorted(replies, key=lambda r: r.client_id)  # order-independent result
-        weights = client_weights([r.num_examples for r in replies], self.weighting)
-        mean_update = self.aggregator(stack([r.update for r in replies]), weights)
+        if mean_update is None:
+            weights = client_weights([r.num_examples for r in replies], self.weighting)
+            mean_update = self.aggregator(stack([r.update for r in replies]), weights)
         flat, opt_state = self.server_optimizer.apply(
             state.optimizer, state.params.flat, -mean_update
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -12,9 +13,11 @@ from hypothesis.extra.numpy import arrays
 
 from fedswarm.data.partition import (
     MAX_DIRICHLET_DRAWS,
+    DirichletScheme,
     Partition,
     PartitionSpec,
     dirichlet,
+    dirichlet_clients,
     iid,
     partition,
     quantity_skew,
@@ -38,6 +41,7 @@ def assert_valid_partition(parts: list[np.ndarray], n: int, num_clients: int) ->
 PARTITIONERS: dict[str, Partitioner] = {
     "iid": iid,
     "dirichlet": lambda y, k, rng: dirichlet(y, k, rng, 0.5, min_size=0),
+    "dirichlet_clients": lambda y, k, rng: dirichlet_clients(y, k, rng, 0.5),
     "shards": lambda y, k, rng: shards(y, k, rng, 1),
     "quantity": lambda y, k, rng: quantity_skew(y, k, rng, 1.5),
 }
@@ -110,6 +114,55 @@ def test_small_alpha_dirichlet_skews_labels() -> None:
     assert skewed < balanced - 1.0
 
 
+def test_client_dirichlet_gives_equal_sizes_where_label_dirichlet_cannot() -> None:
+    """The issue's W3 scale: 10,000 clients of 60,000 samples, 6 each, alpha 0.3."""
+    labels = np.repeat(np.arange(10), 6000)
+    parts = dirichlet_clients(labels, 10_000, np.random.default_rng(0), 0.3, min_size=6)
+    assert_valid_partition(parts, len(labels), 10_000)
+    assert {len(p) for p in parts} == {6}
+    per_client = [np.unique(labels[p]).size for p in parts]
+    assert np.mean(per_client) < 4  # IID draws of 6 from 10 labels would average 4.7
+
+
+def test_client_dirichlet_sizes_differ_by_at_most_one() -> None:
+    labels = np.random.default_rng(0).integers(0, 4, 103)
+    parts = dirichlet_clients(labels, 10, np.random.default_rng(1), 0.2)
+    assert sorted(len(p) for p in parts) == [10] * 7 + [11] * 3
+
+
+@pytest.mark.parametrize("partitioner", [dirichlet, dirichlet_clients])
+def test_label_skew_grows_as_alpha_shrinks(partitioner: Callable[..., list[np.ndarray]]) -> None:
+    labels = np.repeat(np.arange(10), 200)
+    entropies = [
+        mean_label_entropy(labels, partitioner(labels, 20, np.random.default_rng(0), alpha))
+        for alpha in (100.0, 1.0, 0.3, 0.05)
+    ]
+    assert entropies[0] > 2.1  # close to IID: log(10) = 2.30
+    assert all(a > b + 0.2 for a, b in itertools.pairwise(entropies)), entropies
+
+
+def test_client_dirichlet_follows_each_clients_mix() -> None:
+    """Client k's label shares are close to its own Dir(alpha) mix, not to another's.
+
+    White-box: the mixes are replayed from the generator (10 pool shuffles, then the mixes).
+    """
+    labels = np.repeat(np.arange(10), 2000)
+    parts = dirichlet_clients(labels, 100, np.random.default_rng(4), 0.5)
+    replay = np.random.default_rng(4)
+    for _ in range(10):
+        replay.permutation(2000)
+    mixes = replay.dirichlet(np.full(10, 0.5), size=100)  # (clients, labels)
+    got = np.array([np.bincount(labels[p], minlength=10) / len(p) for p in parts])
+    own = np.abs(got - mixes).sum(axis=1).mean()  # L1 distance: 0 exact, 2 disjoint
+    other = np.abs(got - np.roll(mixes, 1, axis=0)).sum(axis=1).mean()
+    assert own < 0.3 < other, (own, other)
+
+
+def test_client_dirichlet_min_size_is_checked_not_redrawn() -> None:
+    with pytest.raises(ValueError, match=r"min_size must be in \[0, len\(labels\) // num_"):
+        dirichlet_clients(np.zeros(59, np.int64), 10, np.random.default_rng(0), 0.3, min_size=6)
+
+
 def test_shards_limit_labels_per_client() -> None:
     labels = np.repeat(np.arange(10), 100)  # 20 shards of 50: each shard holds one label
     parts = shards(labels, 10, np.random.default_rng(0), shards_per_client=2)
@@ -160,20 +213,25 @@ def test_dirichlet_gives_up_with_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"alpha": 0}, {"exponent": 0}, {"min_size": 0}, {"shards_per_client": 0}]
+    "kwargs", [{"alpha": 0}, {"exponent": 0}, {"min_size": -1}, {"shards_per_client": 0}]
 )
 def test_partition_spec_validates(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         PartitionSpec(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("scheme", list(DirichletScheme))
 @pytest.mark.parametrize("kind", [k for k in Partition if k is not Partition.NATURAL])
-def test_dispatcher_matches_direct_calls(kind: Partition) -> None:
+def test_dispatcher_matches_direct_calls(kind: Partition, scheme: DirichletScheme) -> None:
     labels = np.random.default_rng(0).integers(0, 10, 300)
-    spec = PartitionSpec(kind=kind, alpha=0.3, shards_per_client=3, exponent=1.2, min_size=1)
+    spec = PartitionSpec(kind, 0.3, min_size=1, shards_per_client=3, exponent=1.2)
+    spec = PartitionSpec(**{**spec.__dict__, "dirichlet_scheme": scheme})
+    by_label = scheme is DirichletScheme.LABELS
     direct = {
         Partition.IID: lambda rng: iid(labels, 6, rng),
-        Partition.DIRICHLET: lambda rng: dirichlet(labels, 6, rng, 0.3, min_size=1),
+        Partition.DIRICHLET: lambda rng: (dirichlet if by_label else dirichlet_clients)(
+            labels, 6, rng, 0.3, min_size=1
+        ),
         Partition.SHARDS: lambda rng: shards(labels, 6, rng, 3),
         Partition.QUANTITY: lambda rng: quantity_skew(labels, 6, rng, 1.2),
     }[kind](np.random.default_rng(5))

@@ -27,6 +27,7 @@ def test_package_exports_the_documented_api() -> None:
     expected = {
         "ArrayDataset", "ClientData", "FederatedDataset", "PartitionedDataset", "NaturalDataset",
         "ShakespeareDataset", "DatasetNotInstalledError", "Partition", "PartitionSpec",
+        "DirichletScheme", "dirichlet_clients",
         "iid", "dirichlet", "shards", "quantity_skew", "partition", "DatasetName", "DataSpec",
         "load_dataset", "dataset_name", "load_digits", "load_fashion_mnist", "load_shakespeare",
         "load_heart", "load_synthetic", "concat",

@@ -11,9 +11,11 @@ from fedswarm.data.fashion_mnist import load_fashion_mnist
 from fedswarm.data.heart import load_heart
 from fedswarm.data.natural import NaturalDataset
 from fedswarm.data.partition import (
+    DirichletScheme,
     Partition,
     PartitionSpec,
     dirichlet,
+    dirichlet_clients,
     iid,
     partition,
     quantity_skew,
@@ -30,6 +32,7 @@ __all__ = [
     "DataSpec",
     "DatasetName",
     "DatasetNotInstalledError",
+    "DirichletScheme",
     "FederatedDataset",
     "NaturalDataset",
     "Partition",
@@ -39,6 +42,7 @@ __all__ = [
     "concat",
     "dataset_name",
     "dirichlet",
+    "dirichlet_clients",
     "iid",
     "load_dataset",
     "load_digits",

@@ -2,7 +2,7 @@
 
 No protobuf: both directions of the one bidirectional stream carry raw byte frames::
 
-    kind      uint8      DATA (a chunk of a wire message) or END (the run is over)
+    kind      uint8      DATA (a chunk of a wire message), END (the run is over) or HELLO
     id        16 bytes   the message id (a UUID); a reply reuses its instruction's id
     index     uint32     chunk index
     total     uint32     chunks in the message
@@ -10,27 +10,85 @@ No protobuf: both directions of the one bidirectional stream carry raw byte fram
 
 Messages are :func:`fedswarm.wire.encode` output cut by :func:`fedswarm.wire.frames`, each
 frame about 1 MiB, so a model of any size stays under gRPC's 4 MB message limit.
+
+The coordinator's first frame on every stream is a HELLO: the :class:`RunSpec` (run id, the
+federation's config, the model's input schema) as JSON in one frame, so a participant
+builds the run's model without being told it out of band.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import struct
 import uuid
 from collections.abc import Iterator
-from typing import Final
+from dataclasses import asdict, dataclass
+from typing import Any, Final
 
 from fedswarm.wire import DEFAULT_CHUNK_BYTES, Chunk, WireError, frames
 
-__all__ = ["METHOD", "Kind", "end_frame", "message_frames", "new_message_id", "unpack"]
+__all__ = [
+    "METHOD",
+    "Kind",
+    "RunSpec",
+    "end_frame",
+    "hello_frame",
+    "message_frames",
+    "new_message_id",
+    "read_hello",
+    "unpack",
+]
 
 METHOD: Final = "/fedswarm.Coordinator/Connect"
 _HEADER = struct.Struct("<B16sII")  # kind, message id, chunk index, chunk total
+MAX_HELLO_BYTES: Final = 1 << 20
 
 
 class Kind(enum.IntEnum):
     DATA = 0
     END = 1
+    HELLO = 2
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a participant is told when it connects: which run, under which config."""
+
+    run_id: str
+    config_toml: str  # the federation's config (participants build the model from it)
+    data_name: str = ""  # the model's input schema, so participants need no dataset to
+    input_shape: tuple[int, ...] = ()  # build it
+    num_classes: int = 0
+
+
+def hello_frame(spec: RunSpec) -> bytes:
+    payload = json.dumps(asdict(spec)).encode()
+    if len(payload) > MAX_HELLO_BYTES:
+        raise ValueError(f"the run spec is {len(payload)} bytes, over {MAX_HELLO_BYTES}")
+    return _HEADER.pack(Kind.HELLO, bytes(16), 0, 1) + payload
+
+
+def read_hello(chunk: Chunk) -> RunSpec:
+    """The :class:`RunSpec` in a HELLO frame's payload; :class:`WireError` if malformed."""
+    try:
+        raw: Any = json.loads(chunk.payload.decode())
+        spec = RunSpec(
+            run_id=_typed(raw["run_id"], str),
+            config_toml=_typed(raw["config_toml"], str),
+            data_name=_typed(raw["data_name"], str),
+            input_shape=tuple(_typed(n, int) for n in _typed(raw["input_shape"], list)),
+            num_classes=_typed(raw["num_classes"], int),
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise WireError(f"malformed HELLO frame: {type(err).__name__}: {err}") from None
+    return spec
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"expected {kind.__name__}, got {value!r:.60}")
+    return value
 
 
 def new_message_id() -> str:

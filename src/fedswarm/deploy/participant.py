@@ -2,7 +2,9 @@
 
 A participant connects out with mutual TLS (so it works behind NAT), holds one stream
 open, and answers each instruction with its :class:`~fedswarm.client.ClientApp` and its own
-memory, which stays in this process between rounds. It stops when the coordinator says the
+memory, which stays in this process between rounds. The app is built from the
+:class:`~fedswarm.deploy._frames.RunSpec` the coordinator sends first (rebuilt, and the
+memory cleared, if a new run starts). It stops when the coordinator says the
 run is over or ``stop`` is set, and reconnects with capped exponential backoff when the
 connection drops. The coordinator is
 :class:`fedswarm.transport.grpc_transport.GrpcServerTransport`.
@@ -13,22 +15,23 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
 
 from fedswarm.client import ClientApp
-from fedswarm.deploy._frames import METHOD, Kind, message_frames, unpack
+from fedswarm.deploy._frames import METHOD, Kind, RunSpec, message_frames, read_hello, unpack
 from fedswarm.deploy.pki import NodePaths
 from fedswarm.messages import ClientMemory, EvaluateIns, Failure, FitIns, Stage
 from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Message, WireError, decode, encode
 
-__all__ = ["Backoff", "ParticipantRefused", "run_participant"]
+__all__ = ["AppFactory", "Backoff", "ParticipantRefused", "run_participant"]
 
 _log = logging.getLogger(__name__)
 _REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 _CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
+AppFactory = Callable[[RunSpec], ClientApp]  # the participant for the run it is told of
 
 
 class ParticipantRefused(Exception):  # noqa: N818 -- it is the coordinator's verdict
@@ -52,16 +55,18 @@ class Backoff:
 def run_participant(
     server: str,
     pki: NodePaths,
-    app: ClientApp,
+    app: AppFactory,
     stop: threading.Event | None = None,
     *,
     backoff: Backoff = Backoff(),
     max_message_bytes: int = 1 << 30,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> None:
-    """Serve ``app`` to the coordinator at ``server`` (``host:port``) until the run is over.
+    """Serve the coordinator at ``server`` (``host:port``) until the run is over.
 
-    Raises :class:`ParticipantRefused` if the coordinator rejects the certificate.
+    ``app`` builds this participant from the run's spec. Raises :class:`ParticipantRefused`
+    if the coordinator rejects the certificate; an error of ``app`` (no such client in the
+    data, data that does not fit the model) propagates: retrying cannot fix it.
     """
     creds = grpc.ssl_channel_credentials(
         root_certificates=pki.ca_cert.read_bytes(),
@@ -78,12 +83,18 @@ def run_participant(
 class _Participant:
     server: str
     creds: grpc.ChannelCredentials
-    app: ClientApp
+    factory: AppFactory
     stop: threading.Event
     backoff: Backoff
     max_message_bytes: int
     chunk_bytes: int
     memory: ClientMemory = field(default_factory=dict)  # this participant's "disk"
+    spec: RunSpec | None = None
+    app: ClientApp | None = None
+
+    @property
+    def name(self) -> str:
+        return self.app.client_id if self.app else "participant"
 
     def run(self) -> None:
         delay = self.backoff.initial_s
@@ -96,9 +107,18 @@ class _Participant:
                 if err.code() in _REFUSED:
                     raise ParticipantRefused(err.code(), err.details()) from None
                 if not self.stop.is_set():
-                    _log.info("%s: connection lost (%s)", self.app.client_id, err.code())
-            except (grpc.FutureTimeoutError, WireError) as err:
-                _log.info("%s: cannot reach %s: %r", self.app.client_id, self.server, err)
+                    _log.info("%s: connection lost (%s)", self.name, err.code())
+            except grpc.FutureTimeoutError:
+                _log.warning(
+                    "%s: no TLS session with %s within %.0f s: the coordinator is down or "
+                    "unreachable, or the handshake fails (is --pki's ca.crt the federation's, "
+                    "and was this certificate issued by it?); retrying",
+                    self.name,
+                    self.server,
+                    self.backoff.connect_timeout_s,
+                )
+            except WireError as err:
+                _log.warning("%s: the coordinator sent a malformed stream: %s", self.name, err)
             if self.stop.wait(delay):
                 return
             delay = min(2 * delay, self.backoff.max_s)
@@ -125,8 +145,11 @@ class _Participant:
         for frame in call:
             kind, chunk = unpack(frame)
             if kind is Kind.END:
-                _log.info("%s: the coordinator says the run is over", self.app.client_id)
+                _log.info("%s: the coordinator says the run is over", self.name)
                 return True
+            if kind is Kind.HELLO:
+                self._join(read_hello(chunk))
+                continue
             if (data := assembler.feed(chunk)) is None:
                 continue
             reply = self._answer(data)
@@ -136,19 +159,32 @@ class _Participant:
                 outbox.put(out)
         return self.stop.is_set()
 
+    def _join(self, spec: RunSpec) -> None:
+        if self.spec is not None and spec.run_id == self.spec.run_id:
+            return  # a reconnection to the same run: keep app and memory
+        if self.spec is not None:
+            _log.info("%s: a new run %s; forgetting run %s", self.name, spec.run_id, self.spec)
+        _log.info("joined run %s", spec.run_id)
+        self.app, self.spec, self.memory = self.factory(spec), spec, {}
+
     def _answer(self, data: bytes) -> Message:
-        cid = self.app.client_id
+        cid = self.name
         try:
             ins = decode(data, max_bytes=self.max_message_bytes)
         except WireError as err:
             return Failure(cid, 0, Stage.FIT, f"undecodable instruction: {err}")
         if not isinstance(ins, FitIns | EvaluateIns):
             return Failure(cid, 0, Stage.FIT, f"a {type(ins).__name__} is not an instruction")
+        stage = Stage.FIT if isinstance(ins, FitIns) else Stage.EVALUATE
+        if self.app is None or self.spec is None or ins.run_id != self.spec.run_id:
+            joined = repr(self.spec.run_id) if self.spec else "none (no HELLO)"
+            why = f"an instruction of run {ins.run_id!r}; this participant joined {joined}"
+            return Failure(cid, ins.round, stage, f"refused: {why}")
+        _log.info("%s: round %d: %s", cid, ins.round, stage.value)
         try:
             reply, self.memory = self.app.handle(ins, self.memory)
         except Exception as err:  # the coordinator hears why; this participant carries on
             _log.exception("%s: round %d failed", cid, ins.round)
-            stage = Stage.FIT if isinstance(ins, FitIns) else Stage.EVALUATE
             return Failure(cid, ins.round, stage, f"{type(err).__name__}: {err}")
         return reply
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -54,25 +55,72 @@ def make_optimizer(params: list[nn.Parameter], training: LocalTraining) -> torch
     )
 
 
+OptimizerKey = tuple[OptimizerKind, float, float, float]  # kind, lr, momentum, weight decay
+
+
+class _Workspace:
+    """One model built by ``model_fn`` and its optimisers, reused by every task of a
+    learner in one thread: a task loads its parameters into the model and starts from an
+    empty optimiser state, which is what a fresh model and optimiser would give."""
+
+    def __init__(self, model_fn: Callable[[], nn.Module]) -> None:
+        self.model = model_fn().train()
+        self._optimizers: dict[OptimizerKey, torch.optim.Optimizer] = {}
+
+    def load(self, params: Params, *, train: bool) -> nn.Module:
+        """The model holding ``params``, in training or evaluation mode."""
+        load_params(self.model, params)
+        if self.model.training != train:  # train(mode) walks every submodule: only on change
+            self.model.train(train)
+        return self.model
+
+    def optimizer(self, training: LocalTraining) -> torch.optim.Optimizer:
+        """The model's optimiser for ``training``, its state (momentum, Adam moments) empty."""
+        key = (training.optimizer, training.lr, training.momentum, training.weight_decay)
+        if key not in self._optimizers:
+            self._optimizers[key] = make_optimizer(list(self.model.parameters()), training)
+        optimizer = self._optimizers[key]
+        optimizer.state.clear()
+        return optimizer
+
+
+class _Workspaces:
+    """A learner's workspace per thread; pickled (to worker processes) as empty."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __reduce__(self) -> tuple[type[_Workspaces], tuple[()]]:
+        return _Workspaces, ()
+
+    def get(self, model_fn: Callable[[], nn.Module]) -> _Workspace:
+        workspace: _Workspace | None = getattr(self._local, "workspace", None)
+        if workspace is None:
+            workspace = self._local.workspace = _Workspace(model_fn)
+        return workspace
+
+
 @dataclass(frozen=True)
 class TorchLearner:
-    """A learner for any ``nn.Module`` built by ``model_fn`` (called afresh per task).
+    """A learner for any ``nn.Module`` built by ``model_fn``.
 
-    ``loss_fn`` takes ``(logits, targets)`` and returns the batch-mean loss.
+    ``loss_fn`` takes ``(logits, targets)`` and returns the batch-mean loss. Tasks reuse
+    one model per thread (built once; about 0.2 ms saved per task for a small MLP, and
+    0.5 ms more for not building a ``torch.optim`` optimiser): ``load_params`` overwrites
+    its whole state dict, parameters and buffers, so the model's state must live there,
+    as it does for any model whose ``state_dict`` round-trips it.
     """
 
     model_fn: Callable[[], nn.Module]
     loss_fn: LossFn = F.cross_entropy
     eval_batch_size: int = 2048
+    _workspaces: _Workspaces = field(
+        default_factory=_Workspaces, init=False, repr=False, compare=False
+    )
 
     def init_params(self, seed: int) -> Params:
         torch.manual_seed(seed)
         return module_params(self.model_fn())
-
-    def _model(self, params: Params) -> nn.Module:
-        model = self.model_fn()
-        load_params(model, params)
-        return model
 
     def fit(
         self,
@@ -82,13 +130,14 @@ class TorchLearner:
         correction: GradientCorrection,
         seed: int,
     ) -> LocalFit:
-        model = self._model(params).train()
+        workspace = self._workspaces.get(self.model_fn)
+        model = workspace.load(params, train=True)
         # Dropout and other in-model randomness. The learner trains on the CPU, so seed only
         # the CPU generator: torch.manual_seed also records lazy CUDA seeding, and costs
         # 125 us a call here against 1.4 us, paid once per participant per round.
         torch.default_generator.manual_seed(seed)
         named = dict(model.named_parameters())
-        optimizer = make_optimizer(list(named.values()), training)
+        optimizer = workspace.optimizer(training)
         correct = _corrector(named, params, correction)
         x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
         losses: list[torch.Tensor] = []
@@ -99,6 +148,7 @@ class TorchLearner:
             correct()
             optimizer.step()
             losses.append(loss.detach())
+        optimizer.zero_grad(set_to_none=True)  # the workspace keeps no gradients between tasks
         mean_loss = float(torch.stack(losses).mean()) if losses else 0.0
         return LocalFit(flat_tensor(model), len(data), len(losses), mean_loss)
 
@@ -106,7 +156,7 @@ class TorchLearner:
     def evaluate(self, params: Params, data: ArrayDataset) -> Evaluation:
         if len(data) == 0:
             return Evaluation(loss=0.0, accuracy=0.0, num_examples=0)
-        model = self._model(params).eval()
+        model = self._workspaces.get(self.model_fn).load(params, train=False)
         x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
         loss_sum, correct = 0.0, 0
         for lo in range(0, len(data), self.eval_batch_size):

@@ -19,13 +19,22 @@ Peak memory for a chunk of K clients, D parameters and batch size B: roughly
 gradient, candidate and gated parameters, old and new optimiser state with ``s`` = 0 for
 plain SGD, 1 with momentum, 2 for Adam), plus ``K * D`` for SCAFFOLD shifts, a copy of the
 chunk's training data, and one step's ``K x B`` samples with their activations.
-``max_clients_per_chunk`` bounds K.
+``max_clients_per_chunk`` bounds K; by default K is chosen so that a ``(K, D)`` matrix
+holds about ``CHUNK_FLOATS`` values (16 MiB). Small chunks are also faster: a step
+allocates several ``(K, D)`` matrices, and the allocator reuses blocks of this size where
+it returns larger ones to the system and page-faults them in afresh at every step (1,000
+clients of a 54,314-parameter CNN train about 1.6x faster in chunks of 77 than at once).
+
+The first step of every client starts from the same global parameters, so it runs with
+one unbatched copy of them (``vmap`` with ``in_dims=None``): layers then see an ordinary
+batch of all clients' samples, and only the weight gradients are computed per client.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -45,7 +54,9 @@ from fedswarm.params import Params, ParamSpec
 from fedswarm.pytorch.learner import LossFn, TorchLearner, batch_indices
 from fedswarm.pytorch.params import load_params
 
-__all__ = ["NotVectorizable", "VectorizedTorchLearner", "vectorizable"]
+__all__ = ["CHUNK_FLOATS", "NotVectorizable", "VectorizedTorchLearner", "vectorizable"]
+
+CHUNK_FLOATS = 1 << 22  # default chunk: clients whose stacked parameters fill 16 MiB
 
 OptState = tuple[torch.Tensor, ...]
 # One step's padded batch: x (K, W, ...), y (K, W), mask (K, W) 0/1, active (K,) bool.
@@ -108,6 +119,7 @@ class VectorizedTorchLearner:
 
     ``loss_fn`` takes ``(logits, targets)`` and returns the batch-mean of per-sample
     losses (like ``F.cross_entropy``); it is applied to one sample at a time under ``vmap``.
+    ``max_clients_per_chunk``: clients trained at once (None: ``CHUNK_FLOATS // D``).
     """
 
     model_fn: Callable[[], nn.Module]
@@ -121,9 +133,10 @@ class VectorizedTorchLearner:
                 f"max_clients_per_chunk must be at least 1, got {self.max_clients_per_chunk}"
             )
 
-    @property
+    @cached_property
     def sequential(self) -> TorchLearner:
-        """The one-client-at-a-time learner with the same model and loss."""
+        """The one-client-at-a-time learner with the same model and loss (one per learner,
+        so its model is reused across evaluations)."""
         return TorchLearner(self.model_fn, self.loss_fn, self.eval_batch_size)
 
     def init_params(self, seed: int) -> Params:
@@ -163,7 +176,7 @@ class VectorizedTorchLearner:
             raise NotVectorizable(f"{type(model).__name__} cannot be vectorised: {reason}")
         load_params(model, params)  # checks names and shapes; the probe uses these values
         _check_clients(datasets, params.dim, corrections)
-        size = self.max_clients_per_chunk or max(len(datasets), 1)
+        size = self.max_clients_per_chunk or max(1, CHUNK_FLOATS // max(params.dim, 1))
         fits: list[LocalFit] = []
         for lo in range(0, len(datasets), size):
             chunk = slice(lo, lo + size)
@@ -185,25 +198,40 @@ class VectorizedTorchLearner:
         w = start.expand(len(datasets), -1).clone()  # (K, D)
         state = _init_state(training, w)
         correct = _corrector(start, corrections)
-        step_fn: StepFn = vmap(grad_and_value(_masked_loss(model, self.loss_fn)))
+        loss = grad_and_value(_masked_loss(model, self.loss_fn))
+        shared_fn: StepFn = vmap(loss, in_dims=(None, 0, 0, 0))  # one (D,) for all clients
+        step_fn: StepFn = vmap(loss)  # a (K, D) row per client
         trained = _trained_mask(model, self.loss_fn, datasets)  # (D,) bool; None: all
         loss_sum = torch.zeros(len(datasets), dtype=torch.float64)
         steps = torch.zeros(len(datasets), dtype=torch.int64)
         for t, (x, y, mask, active) in enumerate(_step_batches(datasets, training, seeds), 1):
-            grads, losses = _grads(step_fn, params.spec, w, x, y, mask)  # (K, D), (K,)
+            # Step 1: every row of w is still ``start``.
+            at, fn = (start, shared_fn) if t == 1 else (w, step_fn)
+            grads, losses = _grads(fn, params.spec, at, x, y, mask)  # (K, D), (K,)
             new_w, new_state = _optimizer_step(w, correct(w, grads), state, t, training)
-            # A 0/1 factor per client (K, 1), and per entry (K, D) if some are not trained.
-            gate = active[:, None] if trained is None else active[:, None] & trained
-            w = torch.where(gate, new_w, w)
-            state = tuple(
-                torch.where(gate, new, old) for new, old in zip(new_state, state, strict=True)
-            )
+            w, state = _gated(active, trained, (new_w, *new_state), (w, *state))
             loss_sum += torch.where(active, losses.double(), 0.0)
             steps += active
         return [
             LocalFit(w[k].clone().numpy(), len(d), int(n), float(s / n) if n else 0.0)
             for k, (d, n, s) in enumerate(zip(datasets, steps, loss_sum, strict=True))
         ]
+
+
+def _gated(
+    active: torch.Tensor,
+    trained: torch.Tensor | None,
+    new: tuple[torch.Tensor, ...],
+    old: tuple[torch.Tensor, ...],
+) -> tuple[torch.Tensor, OptState]:
+    """The new (K, D) parameters and optimiser state where a client stepped and an entry is
+    trained, the old ones elsewhere: frozen clients and entries stay bit-identical."""
+    if trained is None and bool(active.all()):
+        return new[0], new[1:]
+    # A 0/1 factor per client (K, 1), and per entry (K, D) if some are not trained.
+    gate = active[:, None] if trained is None else active[:, None] & trained
+    w, *state = (torch.where(gate, n, o) for n, o in zip(new, old, strict=True))
+    return w, tuple(state)
 
 
 def _check_clients(
@@ -247,11 +275,13 @@ def _grads(
     y: torch.Tensor,
     mask: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients (K, D) and losses (K,) of every client's masked loss at ``w`` (K, D)."""
+    """Gradients (K, D) and losses (K,) of every client's masked loss at ``w``: (K, D) for
+    ``vmap(loss)``, or (D,), one point for all clients, for ``vmap(loss, in_dims=None...)``."""
     bounds = zip(spec.tensors, spec.offsets[:-1], spec.offsets[1:], strict=True)
+    lead = w.shape[:-1]  # (K,) or ()
     # Differentiate per named tensor, not through slices of w: the backward of each
     # slice would fill and add a whole (K, D) matrix.
-    tensors = {t.name: w[:, lo:hi].view(len(w), *t.shape) for t, lo, hi in bounds}
+    tensors = {t.name: w[..., lo:hi].view(*lead, *t.shape) for t, lo, hi in bounds}
     try:
         grads, losses = step_fn(tensors, x, y, mask)
     except RuntimeError as exc:
@@ -261,7 +291,7 @@ def _grads(
             "the model calls a random operation in forward (e.g. F.dropout), which vmap "
             "cannot reproduce client by client"
         ) from exc
-    return torch.cat([g.reshape(len(w), -1) for g in grads.values()], dim=1), losses
+    return torch.cat([g.reshape(len(x), -1) for g in grads.values()], dim=1), losses
 
 
 def _step_batches(

@@ -13,6 +13,8 @@ backends give the same results for the same jobs; they differ in where the work 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ __all__ = [
     "ProcessBackend",
     "SequentialBackend",
     "VectorizedBackend",
+    "worker_torch_settings",
 ]
 
 ClientFactory = Callable[[ClientId], ClientApp]
@@ -53,6 +56,11 @@ class JobResult:
 
 
 class Backend(Protocol):
+    def start(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
+        """Start the workers for ``make_client`` now, not in the first :meth:`run`; each
+        builds participant ``warm_up`` once, so that its data and model are loaded too."""
+        ...
+
     def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
         """Execute ``jobs``; results in the order of ``jobs``."""
         ...
@@ -72,6 +80,9 @@ def run_job(make_client: ClientFactory, job: Job) -> JobResult:
 
 @dataclass(frozen=True)
 class SequentialBackend:
+    def start(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
+        pass  # no workers: participants are built in this process, as they are needed
+
     def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
         return [run_job(make_client, job) for job in jobs]
 
@@ -84,6 +95,9 @@ class VectorizedBackend:
     """Trains every fit job of a batch at once with the participants' shared
     :class:`~fedswarm.learner.BatchLearner` (e.g. ``VectorizedTorchLearner``); evaluation
     jobs, and fit jobs without a shared batch learner, run one by one."""
+
+    def start(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
+        pass  # no workers
 
     def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
         results: dict[int, JobResult] = {}
@@ -137,17 +151,35 @@ def _fit_group(members: Sequence[tuple[int, Job, ClientApp]]) -> list[JobResult]
 _WORKER_FACTORY: ClientFactory | None = None
 
 
-def _init_worker(make_client: ClientFactory) -> None:
+def worker_torch_settings() -> None:
+    """Torch in a worker process (a pool's or a Ray actor's), for good: one intra-op
+    thread, since the workers are the parallelism, and deterministic kernels, as the driver
+    runs them (``experiment.torch_settings``). Switching determinism on imports
+    ``torch._dynamo`` (about 2 s), which the first ``torch.optim`` optimiser would
+    otherwise import inside the first round."""
     import torch
 
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+
+def _init_worker(make_client: ClientFactory, warm_up: ClientId | None) -> None:
     global _WORKER_FACTORY  # one factory per worker process, set once at start-up
     _WORKER_FACTORY = make_client
-    torch.set_num_threads(1)  # the pool is the parallelism
+    worker_torch_settings()
+    if warm_up is not None:
+        make_client(warm_up)  # loads the data and builds the learner, once per worker
 
 
 def _worker_job(job: Job) -> JobResult:
     assert _WORKER_FACTORY is not None, "worker started without a client factory"
     return run_job(_WORKER_FACTORY, job)
+
+
+def _worker_pid(_: int) -> int:
+    """A worker's process id, after a pause that lets the other workers take tasks too."""
+    time.sleep(0.01)
+    return os.getpid()
 
 
 class ProcessBackend:
@@ -161,18 +193,32 @@ class ProcessBackend:
         self._pool: ProcessPoolExecutor | None = None
         self._factory: ClientFactory | None = None
 
+    def start(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
+        """Start every worker and wait until each has run its initializer (which builds
+        ``warm_up``). Workers spawn on demand, one per task submitted while none is idle,
+        and initialise before their first task: so ask until every worker has answered."""
+        pool = self._pool_for(make_client, warm_up)
+        answered: set[int] = set()
+        while len(answered) < self.workers:
+            answered.update(pool.map(_worker_pid, range(self.workers)))
+
     def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
         pool = self._pool_for(make_client)
         return list(pool.map(_worker_job, jobs, chunksize=max(1, len(jobs) // (4 * self.workers))))
 
-    def _pool_for(self, make_client: ClientFactory) -> ProcessPoolExecutor:
+    def _pool_for(
+        self, make_client: ClientFactory, warm_up: ClientId | None = None
+    ) -> ProcessPoolExecutor:
         if self._pool is not None and self._factory is make_client:
             return self._pool
         self.close()
         _check_picklable(make_client)
         ctx = multiprocessing.get_context("forkserver")  # no forked torch thread pools
         self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(make_client,)
+            self.workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(make_client, warm_up),
         )
         self._factory = make_client
         return self._pool

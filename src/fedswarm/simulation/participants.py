@@ -28,23 +28,32 @@ def configured_dataset(spec: DataSpec) -> FederatedDataset:
 
 
 @lru_cache(maxsize=8)
-def configured_learner(spec: DataSpec, model: ModelConfig, vectorized: bool) -> Learner:
+def configured_learner(
+    spec: DataSpec, model: ModelConfig, vectorized: bool, max_clients_per_chunk: int | None = None
+) -> Learner:
     """One learner per process and configuration: vectorised backends batch participants
-    that share it."""
+    that share it, at most ``max_clients_per_chunk`` at once (None: the learner's choice)."""
     from fedswarm.pytorch.learner import TorchLearner
     from fedswarm.pytorch.vectorized import VectorizedTorchLearner
 
     model_fn = model_factory(model, configured_dataset(spec))
-    return VectorizedTorchLearner(model_fn) if vectorized else TorchLearner(model_fn)
+    if vectorized:
+        return VectorizedTorchLearner(model_fn, max_clients_per_chunk=max_clients_per_chunk)
+    return TorchLearner(model_fn)
 
 
 @dataclass(frozen=True)
 class ConfiguredClients:
+    """``max_clients_per_chunk`` applies to the vectorised learner only."""
+
     data: DataSpec
     model: ModelConfig
     vectorized: bool = False
+    max_clients_per_chunk: int | None = None
 
     def __call__(self, client_id: ClientId) -> ClientApp:
         dataset = configured_dataset(self.data)
-        learner = configured_learner(self.data, self.model, self.vectorized)
+        learner = configured_learner(
+            self.data, self.model, self.vectorized, self.max_clients_per_chunk
+        )
         return ClientApp(client_id, learner, dataset.client(client_id))

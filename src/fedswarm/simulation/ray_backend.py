@@ -22,7 +22,15 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from fedswarm.simulation.backends import ClientFactory, Job, JobResult, _check_picklable, run_job
+from fedswarm.messages import ClientId
+from fedswarm.simulation.backends import (
+    ClientFactory,
+    Job,
+    JobResult,
+    _check_picklable,
+    run_job,
+    worker_torch_settings,
+)
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
@@ -35,11 +43,14 @@ _INSTALL_HINT = 'the ray backend needs Ray: pip install "fedswarm[ray]" (or "ray
 class _ParticipantHost:
     """The body of one Ray actor: participants built with its own copy of the factory."""
 
-    def __init__(self, make_client: ClientFactory) -> None:
-        import torch
-
-        torch.set_num_threads(1)  # the actor pool is the parallelism
+    def __init__(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
+        worker_torch_settings()
         self._make_client = make_client
+        if warm_up is not None:
+            make_client(warm_up)  # loads the data and builds the learner, once per actor
+
+    def ready(self) -> bool:
+        return True
 
     def run(self, jobs: Sequence[Job]) -> list[JobResult]:
         return [run_job(self._make_client, job) for job in jobs]
@@ -47,7 +58,7 @@ class _ParticipantHost:
 
 class RayBackend:
     """Participants in ``actors`` Ray actors of one CPU each (default: one per CPU Ray
-    reports); they hold their CPUs from the first batch until :meth:`close`.
+    reports); they hold their CPUs from :meth:`start` (or the first batch) until :meth:`close`.
 
     Making the backend connects to Ray: ``address="auto"`` joins a running cluster
     (fedswarm must be importable on its nodes); ``None`` starts a local Ray with
@@ -84,6 +95,17 @@ class RayBackend:
         self._hosts: list[ActorHandle[_ParticipantHost]] = []
         self._factory: ClientFactory | None = None
 
+    def start(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
+        """Create the actors now and wait until each has built participant ``warm_up``."""
+        import ray
+
+        hosts = self._hosts_for(make_client, warm_up)
+        try:
+            ray.get([host.ready.remote() for host in hosts])
+        except BaseException:
+            self._kill_hosts()
+            raise
+
     def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
         from ray.util import ActorPool
 
@@ -99,7 +121,9 @@ class RayBackend:
             self._kill_hosts()  # a lost actor or an interrupt: fresh actors next time
             raise
 
-    def _hosts_for(self, make_client: ClientFactory) -> list[ActorHandle[_ParticipantHost]]:
+    def _hosts_for(
+        self, make_client: ClientFactory, warm_up: ClientId | None = None
+    ) -> list[ActorHandle[_ParticipantHost]]:
         if self._hosts and self._factory == make_client:  # equal factories build alike
             return self._hosts  # (a new ConfiguredClients of the same config keeps its actors)
         import ray
@@ -108,7 +132,7 @@ class RayBackend:
         _check_picklable(make_client)
         host = ray.remote(num_cpus=1)(_ParticipantHost)
         self._hosts = [
-            cast("ActorHandle[_ParticipantHost]", host.remote(make_client))
+            cast("ActorHandle[_ParticipantHost]", host.remote(make_client, warm_up))
             for _ in range(self.actors)
         ]
         self._factory = make_client

@@ -9,14 +9,15 @@ Strategies and protocols never see anything below this interface.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from fedswarm.messages import ClientId, Instruction, Outcome, Stage
 
-__all__ = ["ClientError", "Request", "Transport"]
+__all__ = ["ClientError", "Fold", "Request", "Transport"]
 
 Request = tuple[ClientId, Instruction]
+Fold = Callable[[Outcome], Outcome]
 
 
 class Transport(Protocol):
@@ -24,8 +25,15 @@ class Transport(Protocol):
         """Participants that can be sampled now."""
         ...
 
-    def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
-        """Deliver ``requests``; one outcome each, in any order, within ``timeout`` seconds."""
+    def exchange(
+        self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+    ) -> list[Outcome]:
+        """Deliver ``requests``; one outcome each, in any order, within ``timeout`` seconds.
+
+        ``fold``, when given, replaces each outcome as it arrives, one call at a time (a fit
+        round checks a reply there and keeps only what it needs of it); outcomes it did not
+        see are folded by the protocol afterwards.
+        """
         ...
 
 

@@ -26,8 +26,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
-from fedswarm.deploy._frames import METHOD, end_frame, message_frames, new_message_id, unpack
+from fedswarm.deploy._frames import (
+    METHOD,
+    RunSpec,
+    end_frame,
+    hello_frame,
+    message_frames,
+    new_message_id,
+    unpack,
+)
 from fedswarm.deploy.pki import NodePaths, PeerRejected, Role, TrustStore
 from fedswarm.messages import (
     ClientId,
@@ -39,7 +49,7 @@ from fedswarm.messages import (
     Outcome,
     Stage,
 )
-from fedswarm.transport.base import Request
+from fedswarm.transport.base import Fold, Request
 from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, WireError, decode, encode
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "GrpcServerTransport"]
@@ -80,7 +90,9 @@ class _Pending:
 
     session: _Session
     ins: Instruction
+    fold: Fold | None = None
     outcome: Outcome | None = None
+    claimed: bool = False  # its reply arrived and is being judged: wait for it, even late
 
     def failure(self, reason: str) -> Failure:
         return Failure(self.session.identity, self.ins.round, _stage(self.ins), reason)
@@ -91,7 +103,10 @@ class GrpcServerTransport:
 
     ``credentials`` is the coordinator's server certificate; ``trust`` checks participants
     (replace it with :meth:`reload_trust` after a revocation). ``max_participants`` bounds
-    the open streams, each of which holds one server thread.
+    the open streams, each of which holds one server thread. ``max_uploads`` bounds the
+    replies received at once: each is reassembled in memory, checked and folded into the
+    round's mean before the next starts, while the other participants wait under HTTP/2
+    flow control, so the coordinator's memory grows with the model, not the federation.
     """
 
     def __init__(
@@ -102,12 +117,19 @@ class GrpcServerTransport:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         max_participants: int = 64,
+        max_uploads: int = 2,
+        run: RunSpec | None = None,
     ) -> None:
+        self.run = run or RunSpec(run_id="", config_toml="")
         self.credentials = credentials
         self.max_message_bytes = max_message_bytes
         self.chunk_bytes = chunk_bytes
         self.max_participants = max_participants
         self._trust = trust
+        self._uploads = threading.BoundedSemaphore(max_uploads)
+        self._fold_lock = threading.Lock()  # folds run one at a time
+        self.refusals: dict[ClientId, int] = {}  # bad input per sender (counted, logged)
+        self._refusal_log: list[tuple[ClientId, str]] = []
         self._lock = threading.Condition()
         self._sessions: dict[ClientId, _Session] = {}
         self._pending: dict[str, _Pending] = {}  # by message id
@@ -173,7 +195,9 @@ class GrpcServerTransport:
         with self._lock:
             return sorted(self._sessions)
 
-    def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
+    def exchange(
+        self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+    ) -> list[Outcome]:
         deadline = None if timeout is None else time.monotonic() + timeout
         encoded: dict[int, bytes] = {}  # by id(ins): one encoding of an instruction sent to many
         for _, ins in requests:
@@ -182,12 +206,17 @@ class GrpcServerTransport:
         outcomes: list[Outcome | _Pending] = []
         with self._lock:
             for cid, ins in requests:
-                outcomes.append(self._send(cid, ins, encoded[id(ins)], outcomes))
+                outcomes.append(self._send(cid, ins, encoded[id(ins)], outcomes, fold))
             self._wait(outcomes, deadline)
             return [self._settle(o, timeout) for o in outcomes]
 
     def _send(
-        self, cid: ClientId, ins: Instruction, data: bytes, earlier: list[Outcome | _Pending]
+        self,
+        cid: ClientId,
+        ins: Instruction,
+        data: bytes,
+        earlier: list[Outcome | _Pending],
+        fold: Fold | None,
     ) -> Outcome | _Pending:
         session = self._sessions.get(cid)
         if session is None:
@@ -195,16 +224,24 @@ class GrpcServerTransport:
         if any(isinstance(o, _Pending) and o.session is session for o in earlier):
             return Failure(cid, ins.round, _stage(ins), "asked twice in one exchange")
         message_id = new_message_id()
-        pending = self._pending[message_id] = _Pending(session, ins)
+        pending = self._pending[message_id] = _Pending(session, ins, fold)
         session.outbox.put(_Message(message_id, data))
         return pending
 
     def _wait(self, outcomes: list[Outcome | _Pending], deadline: float | None) -> None:
-        while any(isinstance(o, _Pending) and o.outcome is None for o in outcomes):
+        def unsettled(late: bool) -> bool:  # after the deadline only replies being judged
+            return any(
+                isinstance(o, _Pending) and o.outcome is None and (o.claimed or not late)
+                for o in outcomes
+            )
+
+        while unsettled(late=False):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                return
+                break
             self._lock.wait(left)
+        while unsettled(late=True):  # a reply already being folded must land, not time out
+            self._lock.wait(1.0)
 
     def _settle(self, o: Outcome | _Pending, timeout: float | None) -> Outcome:
         if not isinstance(o, _Pending):
@@ -229,6 +266,7 @@ class GrpcServerTransport:
         )
         reader.daemon = True
         reader.start()
+        yield hello_frame(self.run)
         while isinstance(item := session.outbox.get(), _Message):
             yield from message_frames(item.data, item.message_id, self.chunk_bytes)
         if item is _Control.END:
@@ -242,7 +280,7 @@ class GrpcServerTransport:
         try:
             return self._trust.verify(certs[0], Role.CLIENT), certs[0]
         except PeerRejected as err:
-            _log.warning("refused a participant from %s: %s", context.peer(), err)
+            self._refused(_claimed_name(certs[0], context.peer()), f"refused at connection: {err}")
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
             raise  # not reached: abort raises
 
@@ -277,36 +315,65 @@ class GrpcServerTransport:
 
     def _read(self, session: _Session, frames: Iterator[bytes]) -> None:
         assembler = Assembler(max_bytes=self.max_message_bytes)
-        reason = "disconnected"
+        reason, uploading = "disconnected", False
         try:
             for frame in frames:
                 _, chunk = unpack(frame)
+                if not uploading:  # the first chunk of a message waits for an upload slot
+                    self._uploads.acquire()
+                    uploading = True
                 if (data := assembler.feed(chunk)) is not None:
                     self._receive(session, chunk.message_id, data)
+                    del data
+                    self._uploads.release()
+                    uploading = False
             assembler.close()
         except WireError as err:
             reason = f"sent a malformed stream: {err}"
-            _log.warning("%s %s", session.identity, reason)
+            self._refused(session.identity, reason)
         except grpc.RpcError:
             pass  # the stream broke: the participant is gone
         except Exception:  # a bug here must not leave the session open and the round waiting
             _log.exception("reading the stream of %s failed", session.identity)
             reason = "the coordinator failed to read its stream"
+        finally:
+            if uploading:
+                self._uploads.release()
         self._close(session, reason)
+
+    def _refused(self, identity: ClientId, why: str, *, in_outcome: bool = False) -> None:
+        """Count and log bad input from ``identity``. Refusals that are not also an
+        outcome of the exchange go to :meth:`take_refusals` (for the registry)."""
+        with self._lock:
+            self.refusals[identity] = self.refusals.get(identity, 0) + 1
+            if not in_outcome:
+                self._refusal_log.append((identity, why))
+        _log.warning("refused input from %s: %s", identity, why)
+
+    def take_refusals(self) -> list[tuple[ClientId, str]]:
+        """The (sender, reason) of each refusal since the last call (for the registry)."""
+        with self._lock:
+            taken, self._refusal_log = self._refusal_log, []
+        return taken
 
     def _receive(self, session: _Session, message_id: str, data: bytes) -> None:
         with self._lock:
-            pending = self._pending.get(message_id)
-            if pending is None or pending.session is not session:
-                _log.warning(
-                    "refused a reply from %s to message %s: no such instruction outstanding "
-                    "for it (late, replayed, duplicated or forged)",
-                    session.identity,
-                    message_id,
-                )
-                return
-            del self._pending[message_id]
+            pending = self._pending.pop(message_id, None)
+            if pending is not None and pending.session is not session:
+                self._pending[message_id] = pending  # someone else's: leave it outstanding
+                pending = None
+            if pending is not None:
+                pending.claimed = True
+        if pending is None:
+            why = f"a reply to message {message_id}, which is not an instruction outstanding"
+            self._refused(session.identity, f"{why} for it (late, replayed, duplicated or forged)")
+            return
         outcome = self._judge(pending, data)
+        if pending.fold is not None:
+            with self._fold_lock:
+                outcome = pending.fold(outcome)
+        if isinstance(outcome, Failure) and outcome.reason.startswith(("refused", "undecodable")):
+            self._refused(session.identity, outcome.reason, in_outcome=True)
         with self._lock:
             pending.outcome = outcome
             self._lock.notify_all()
@@ -324,14 +391,20 @@ class GrpcServerTransport:
         if not isinstance(msg, expected):
             return pending.failure(f"refused: a {type(msg).__name__} is no {expected.__name__}")
         if msg.client_id != identity:
-            why = (
-                f"refused: the reply says it is from {msg.client_id!r}, its sender is {identity!r}"
-            )
-            _log.warning("%s", why)
-            return pending.failure(why)
+            why = f"the reply says it is from {msg.client_id!r}, its sender is {identity!r}"
+            return pending.failure(f"refused: {why}")
         if msg.round != ins.round:
             return pending.failure(f"refused: a reply for round {msg.round}, not {ins.round}")
         return msg
+
+
+def _claimed_name(cert_pem: bytes, peer: str) -> str:
+    """The common name a refused certificate claims (for the log), else the peer address."""
+    try:
+        subject = x509.load_pem_x509_certificate(cert_pem).subject
+        return str(subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+    except (ValueError, IndexError):
+        return f"<{peer}>"
 
 
 def _stage(ins: Instruction) -> Stage:

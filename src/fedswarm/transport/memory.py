@@ -25,7 +25,7 @@ from fedswarm.messages import (
 )
 from fedswarm.simulation.backends import Backend, Job, JobResult, SequentialBackend
 from fedswarm.simulation.devices import DeviceModel
-from fedswarm.transport.base import ClientError, Request
+from fedswarm.transport.base import ClientError, Fold, Request
 
 __all__ = ["InMemoryTransport"]
 
@@ -47,7 +47,9 @@ class InMemoryTransport:
     def available(self) -> Sequence[ClientId]:
         return self.client_ids
 
-    def exchange(self, requests: Sequence[Request], *, timeout: float | None) -> list[Outcome]:
+    def exchange(
+        self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+    ) -> list[Outcome]:
         """Run the requests; ``timeout`` is the round deadline in simulated device seconds
         (it applies when a :class:`DeviceModel` gives the devices speeds)."""
         outcomes: dict[int, Outcome] = {}
@@ -62,6 +64,8 @@ class InMemoryTransport:
         results = self.backend.run(self.make_client, [job for _, job in jobs])
         for (i, job), res in zip(jobs, results, strict=True):
             outcomes[i] = self._outcome(job, res, timeout)
+            if fold is not None:
+                outcomes[i] = fold(outcomes[i])
         return [outcomes[i] for i in range(len(requests))]
 
     def _outcome(self, job: Job, res: JobResult, deadline: float | None) -> Outcome:

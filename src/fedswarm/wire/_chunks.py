@@ -95,7 +95,9 @@ class Assembler:
         self._check_frame(c, where)
         if self._id is None:
             if c.message_id in self._finished:
-                raise WireError(f"{where}: message {c.message_id!r} was already received")
+                raise WireError(
+                    f"{where}: message {c.message_id!r} was already received (a replay)"
+                )
             if c.index != 0:
                 raise WireError(f"{where}: out of order, a message starts at chunk 0")
             self._id, self._total = c.message_id, c.total

@@ -1,0 +1,168 @@
+"""``fedswarm server``: run a config's rounds with participants on other machines.
+
+The same strategy, round protocol and driver as a simulation (:func:`fedswarm.driver.
+run_rounds`), over :class:`~fedswarm.transport.grpc_transport.GrpcServerTransport` instead
+of the in-memory transport. Before each round the coordinator waits for the configured
+participants (``[deployment] clients``) or ``join_timeout_s``, whichever comes first, and
+re-reads the CRL if it changed. After each round it commits the state to the state
+directory (:mod:`fedswarm.deploy.state`), so a killed coordinator restarted with the same
+arguments resumes at the next round. A round without a quorum is played again once
+participants are back: nothing is committed for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedswarm.config import RunConfig, dump_config
+from fedswarm.deploy._frames import RunSpec
+from fedswarm.deploy.pki import NodePaths, TrustStore
+from fedswarm.deploy.state import StateStore
+from fedswarm.driver import RoundReport, run_rounds
+from fedswarm.experiment import build_strategy, data_spec, round_policy, torch_settings
+from fedswarm.messages import ClientId
+from fedswarm.models import model_factory
+from fedswarm.pytorch.learner import TorchLearner
+from fedswarm.rounds import QuorumError
+from fedswarm.simulation.participants import configured_dataset
+from fedswarm.strategy import RunInfo, ServerState
+from fedswarm.transport.grpc_transport import GrpcServerTransport
+
+__all__ = ["Coordinator", "parse_address", "serve"]
+
+_log = logging.getLogger(__name__)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port); ValueError naming the problem."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:8443 or 127.0.0.1:8443)")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class _Gate:
+    """The transport as the driver sees it: ``available()`` first waits for participants
+    and picks up a renewed CRL. Everything else is the gRPC transport's."""
+
+    inner: GrpcServerTransport
+    want: int
+    timeout_s: float
+    crl: Path
+    stop: threading.Event
+    _crl_mtime: float = field(default=0.0)
+
+    def available(self) -> Sequence[ClientId]:
+        self._reload_crl()
+        deadline = time.monotonic() + self.timeout_s
+        last_said = 0.0
+        while len(now := self.inner.available()) < self.want and not self.stop.is_set():
+            if time.monotonic() >= deadline:
+                _log.warning("going on with %d of %d participants", len(now), self.want)
+                break
+            if time.monotonic() - last_said > 10:
+                _log.info("waiting for participants: %d of %d connected", len(now), self.want)
+                last_said = time.monotonic()
+            time.sleep(0.05)
+        return self.inner.available()
+
+    def exchange(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.exchange(*args, **kwargs)
+
+    def _reload_crl(self) -> None:
+        mtime = self.crl.stat().st_mtime if self.crl.exists() else 0.0
+        if mtime != self._crl_mtime:
+            if self._crl_mtime:
+                _log.info("%s changed: reloading the revocation list", self.crl)
+            self.inner.reload_trust(TrustStore.load(self.crl.parent))
+            self._crl_mtime = mtime
+
+
+@dataclass
+class Coordinator:
+    """One coordinator process's run; :meth:`run` plays every round left."""
+
+    config: RunConfig
+    node: NodePaths  # the coordinator's key and certificate
+    pki: Path  # the directory with ca.crt and ca.crl
+    state_dir: Path
+    stop: threading.Event = field(default_factory=threading.Event)
+    on_round: Callable[[RoundReport], None] = lambda r: None
+
+    def run(self, listen: str) -> dict[str, Any]:
+        """Serve on ``listen`` (HOST:PORT) until the last round; returns the summary."""
+        cfg = self.config
+        store = StateStore.open(self.state_dir, cfg)
+        dataset = configured_dataset(data_spec(cfg.data, cfg.seed))
+        learner = TorchLearner(model_factory(cfg.model, dataset))
+        strategy, run = build_strategy(cfg), RunInfo(store.run_id, cfg.seed)
+        with torch_settings(cfg.simulation.threads):
+            state = store.latest() or strategy.init(learner.init_params(cfg.seed))
+        spec = RunSpec(
+            run.run_id, dump_config(cfg), dataset.name, dataset.input_shape, dataset.num_classes
+        )
+        transport = GrpcServerTransport(
+            self.node,
+            TrustStore.load(self.pki),
+            max_message_bytes=cfg.deployment.max_message_mb << 20,
+            max_uploads=cfg.deployment.max_uploads,
+            run=spec,
+        )
+        host, port = parse_address(listen)
+        transport.start(host, port)
+        _log.info(
+            "run %s: serving on %s:%d, after round %d",
+            run.run_id,
+            host,
+            transport.port,
+            state.round,
+        )
+        want = cfg.deployment.clients or cfg.data.num_clients or cfg.strategy.min_replies
+        gate = _Gate(transport, want, cfg.deployment.join_timeout_s, self.pki / "ca.crl", self.stop)
+        central = (
+            (lambda p: learner.evaluate(p, dataset.central_test))
+            if cfg.evaluation.central
+            else None
+        )
+
+        def commit(s: ServerState, report: RoundReport) -> None:
+            store.commit(s, report)
+            store.refused(transport.take_refusals(), s.round)
+            store.seen(transport.available())
+            self.on_round(report)
+
+        try:
+            with torch_settings(cfg.simulation.threads):
+                while state.round < cfg.rounds and not self.stop.is_set():
+                    try:
+                        state = run_rounds(
+                            strategy,
+                            gate,
+                            state,
+                            rounds=cfg.rounds,
+                            run=run,
+                            policy=round_policy(cfg),
+                            central_eval=central,
+                            on_round=commit,
+                        )
+                    except QuorumError as err:
+                        _log.warning("%s; playing the round again", err)
+                        state = store.latest() or state
+                        time.sleep(1.0)
+            return store.finish(state) if state.round >= cfg.rounds else {}
+        finally:
+            transport.stop()
+
+
+def serve(
+    config: RunConfig, node: NodePaths, pki: Path, listen: str, state_dir: Path
+) -> dict[str, Any]:
+    """Run ``config`` as the coordinator; the summary of the finished run."""
+    return Coordinator(config, node, pki, state_dir).run(listen)

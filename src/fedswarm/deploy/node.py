@@ -1,0 +1,147 @@
+"""A node's side of ``fedswarm server`` / ``fedswarm client``: its credentials and its data.
+
+``--pki DIR`` is a directory laid out like the CA's (``fedswarm ca init``): ``ca.crt``,
+``nodes/NAME.key`` and ``nodes/NAME.crt`` (and ``ca.crl`` on the coordinator). On one
+machine that is the CA directory itself; on a participant's machine, a copy of just those
+files. ``--data`` is ``partition`` (this participant's share of the dataset the
+coordinator's config names, cut by the same seed as in simulation) or a ``.npz`` file of
+the participant's own arrays (``x_train``, ``y_train`` and optionally ``x_test``,
+``y_test``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from fedswarm.client import ClientApp
+from fedswarm.config import loads_config
+from fedswarm.data.arrays import ArrayDataset, ClientData
+from fedswarm.deploy._frames import RunSpec
+from fedswarm.deploy.participant import AppFactory
+from fedswarm.deploy.pki import NodePaths, Role
+from fedswarm.experiment import data_spec
+from fedswarm.models import model_factory
+from fedswarm.pytorch.learner import TorchLearner
+from fedswarm.simulation.participants import configured_dataset
+
+__all__ = ["PARTITION", "NodeSetupError", "find_node", "participant_factory"]
+
+PARTITION = "partition"
+
+
+class NodeSetupError(ValueError):
+    """A node cannot start: missing credentials, unusable data. Says which and what to do."""
+
+
+def find_node(pki: Path, role: Role, name: str | None = None) -> NodePaths:
+    """``name``'s credentials under ``pki``; without a name, the only ``role`` node there."""
+    nodes, ca = pki / "nodes", pki / "ca.crt"
+    if not ca.is_file():
+        raise NodeSetupError(f"{ca} is missing: --pki must hold the federation's ca.crt")
+    if name is None:
+        names = [c.stem for c in sorted(nodes.glob("*.crt")) if _role(c) == role.value]
+        if len(names) != 1:
+            found = ", ".join(names) or "none"
+            raise NodeSetupError(
+                f"{nodes} holds {len(names)} {role.value} certificates ({found}): pass --name"
+            )
+        name = names[0]
+    key, cert = nodes / f"{name}.key", nodes / f"{name}.crt"
+    for path in (key, cert):
+        if not path.is_file():
+            raise NodeSetupError(
+                f"{path} is missing: issue it with `fedswarm ca issue {name} --role {role.value}`"
+                " and copy it (with its .key) into --pki's nodes/"
+            )
+    if (got := _role(cert)) != role.value:
+        raise NodeSetupError(f"{cert} is a {got} certificate; this node needs a {role.value} one")
+    return NodePaths(name, role, key, cert, ca)
+
+
+def _role(cert: Path) -> str:
+    try:
+        subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
+    except ValueError as exc:
+        raise NodeSetupError(f"{cert} is not a PEM certificate: {exc}") from None
+    units = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return str(units[0].value) if units else "unknown"
+
+
+@dataclass(frozen=True)
+class _Schema:
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+def participant_factory(name: str, data: str) -> AppFactory:
+    """Builds participant ``name`` for the run the coordinator describes, on ``data``."""
+
+    def build(spec: RunSpec) -> ClientApp:
+        config = loads_config(spec.config_toml, "the coordinator's config")
+        torch.use_deterministic_algorithms(True)  # as in simulation: same model, same bits
+        torch.set_num_threads(config.simulation.threads)
+        if data == PARTITION:
+            dataset = configured_dataset(data_spec(config.data, config.seed))
+            if name not in set(dataset.client_ids()):
+                some = ", ".join(list(dataset.client_ids())[:5])
+                raise NodeSetupError(
+                    f"{name!r} is not a client of the {dataset.name} partition the config "
+                    f"describes (its clients are {some}, ...): use one of those names"
+                )
+            local = dataset.client(name)
+        else:
+            local = load_npz(Path(data))
+        schema = _Schema(spec.data_name, spec.input_shape, spec.num_classes)
+        _check_fits(data, local, schema)
+        return ClientApp(name, TorchLearner(model_factory(config.model, schema)), local)
+
+    return build
+
+
+def load_npz(path: Path) -> ClientData:
+    """A participant's own arrays: ``x_train``, ``y_train`` [, ``x_test``, ``y_test``]."""
+    if not path.is_file():
+        raise NodeSetupError(f"--data {path}: no such file (give a .npz file or 'partition')")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise NodeSetupError(f"--data {path} is not a readable .npz file: {exc}") from None
+    missing = {"x_train", "y_train"} - arrays.keys()
+    if missing:
+        raise NodeSetupError(f"--data {path} lacks {sorted(missing)} (has {sorted(arrays)})")
+
+    def part(x: str, y: str) -> ArrayDataset:
+        xs = arrays.get(x, np.zeros((0, *arrays["x_train"].shape[1:]), np.float32))
+        ys = arrays.get(y, np.zeros(0, np.int64))
+        if not np.issubdtype(xs.dtype, np.integer):  # token ids stay integers
+            xs = xs.astype(np.float32)
+        if not np.issubdtype(ys.dtype, np.integer):
+            raise NodeSetupError(f"--data {path}: {y} must hold integer class ids, not {ys.dtype}")
+        try:
+            return ArrayDataset(np.ascontiguousarray(xs), ys.astype(np.int64))
+        except (TypeError, ValueError) as exc:
+            raise NodeSetupError(f"--data {path}: {x}/{y}: {exc}") from None
+
+    return ClientData(part("x_train", "y_train"), part("x_test", "y_test"))
+
+
+def _check_fits(source: str, local: ClientData, schema: _Schema) -> None:
+    for part in (local.train, local.test):
+        if part.x.shape[1:] != schema.input_shape:
+            raise NodeSetupError(
+                f"--data {source}: samples of shape {part.x.shape[1:]}, but the run's model "
+                f"takes {schema.input_shape} ({schema.name})"
+            )
+        if len(part) and (part.y.min() < 0 or part.y.max() >= schema.num_classes):
+            raise NodeSetupError(
+                f"--data {source}: labels must be 0..{schema.num_classes - 1} "
+                f"({schema.name}), found {part.y.min()}..{part.y.max()}"
+            )
