@@ -19,7 +19,15 @@ import numpy as np
 
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset
-from fedswarm.deploy._frames import METHOD, Kind, RunSpec, message_frames, read_hello, unpack
+from fedswarm.deploy._frames import (
+    METHOD,
+    Kind,
+    RunSpec,
+    ack_frame,
+    message_frames,
+    read_hello,
+    unpack,
+)
 from fedswarm.deploy.node import PARTITION, find_node, participant_factory
 from fedswarm.deploy.participant import run_participant
 from fedswarm.deploy.pki import Role
@@ -87,6 +95,7 @@ def replay(server: str, pki: Path, name: str) -> None:
                 continue
             if (data := assembler.feed(chunk)) is None or app is None:
                 continue
+            q.put(ack_frame(chunk.message_id))
             ins = decode(data, max_bytes=1 << 30)
             assert isinstance(ins, FitIns | EvaluateIns)
             reply, memory = app.handle(ins, memory)

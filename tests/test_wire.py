@@ -617,3 +617,18 @@ def test_encoded_messages_survive_chunking() -> None:
     decoded = [decode(b, max_bytes=LIMIT) for b in reassemble(stream, max_bytes=LIMIT)]
     for msg, out in zip(MESSAGES.values(), decoded, strict=True):
         assert_same(msg, out)
+
+
+@pytest.mark.parametrize("size", [1, 3, 8, 1 << 10, 4096 * 3 + 5, 1 << 30])
+def test_a_message_in_pieces_is_cut_exactly_like_its_joined_bytes(size: int) -> None:
+    from fedswarm.wire import encode_parts
+
+    msg = FitRes("client/7", 3, np.arange(3001, dtype=np.float32), 12, 4, 0.25)
+    parts = encode_parts(msg)
+    assert len(parts) == 2  # the header, then a view of the update (not a copy)
+    assert np.shares_memory(np.frombuffer(parts[1], np.float32), msg.update)
+    joined = encode(msg)
+    assert b"".join(parts) == joined
+    assert [(c.index, c.total, c.payload) for c in frames(parts, "m", size)] == [
+        (c.index, c.total, c.payload) for c in frames(joined, "m", size)
+    ]

@@ -223,6 +223,7 @@ class DeploymentConfig(_Frozen):
     )
     max_message_mb: int = Field(1024, ge=1, description="largest message accepted, MiB")
     max_uploads: int = Field(2, ge=1, description="replies received at once (bounds memory)")
+    max_downloads: int = Field(2, ge=1, description="instructions sent at once (bounds memory)")
 
 
 class RunConfig(_Frozen):

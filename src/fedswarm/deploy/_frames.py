@@ -2,7 +2,8 @@
 
 No protobuf: both directions of the one bidirectional stream carry raw byte frames::
 
-    kind      uint8      DATA (a chunk of a wire message), END (the run is over) or HELLO
+    kind      uint8      DATA (a chunk of a wire message), END (the run is over), HELLO, or
+                         ACK (a participant has received a whole instruction)
     id        16 bytes   the message id (a UUID); a reply reuses its instruction's id
     index     uint32     chunk index
     total     uint32     chunks in the message
@@ -22,7 +23,7 @@ import enum
 import json
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ __all__ = [
     "METHOD",
     "Kind",
     "RunSpec",
+    "ack_frame",
     "end_frame",
     "hello_frame",
     "message_frames",
@@ -49,6 +51,7 @@ class Kind(enum.IntEnum):
     DATA = 0
     END = 1
     HELLO = 2
+    ACK = 3
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,17 @@ def new_message_id() -> str:
 
 
 def message_frames(
-    data: bytes, message_id: str, size: int = DEFAULT_CHUNK_BYTES
+    data: bytes | Sequence[bytes | memoryview], message_id: str, size: int = DEFAULT_CHUNK_BYTES
 ) -> Iterator[bytes]:
-    """The frames that carry ``data`` as message ``message_id`` (lazily: one chunk in memory)."""
+    """The frames that carry ``data`` (bytes, or :func:`fedswarm.wire.encode_parts`) as
+    message ``message_id``, lazily: one chunk in memory at a time."""
     raw_id = bytes.fromhex(message_id)
     for c in frames(data, message_id, size):
         yield _HEADER.pack(Kind.DATA, raw_id, c.index, c.total) + c.payload
+
+
+def ack_frame(message_id: str) -> bytes:
+    return _HEADER.pack(Kind.ACK, bytes.fromhex(message_id), 0, 1)
 
 
 def end_frame() -> bytes:

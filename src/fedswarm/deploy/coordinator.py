@@ -113,6 +113,7 @@ class Coordinator:
             TrustStore.load(self.pki),
             max_message_bytes=cfg.deployment.max_message_mb << 20,
             max_uploads=cfg.deployment.max_uploads,
+            max_downloads=cfg.deployment.max_downloads,
             run=spec,
         )
         host, port = parse_address(listen)

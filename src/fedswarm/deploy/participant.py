@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 import grpc
 
 from fedswarm.client import ClientApp
-from fedswarm.deploy._frames import METHOD, Kind, RunSpec, message_frames, read_hello, unpack
+from fedswarm.deploy._frames import (
+    METHOD,
+    Kind,
+    RunSpec,
+    ack_frame,
+    message_frames,
+    read_hello,
+    unpack,
+)
 from fedswarm.deploy.pki import NodePaths
 from fedswarm.messages import ClientMemory, EvaluateIns, Failure, FitIns, Stage
 from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Message, WireError, decode, encode
@@ -152,6 +160,7 @@ class _Participant:
                 continue
             if (data := assembler.feed(chunk)) is None:
                 continue
+            outbox.put(ack_frame(chunk.message_id))  # the coordinator may send the next one
             reply = self._answer(data)
             if self.stop.is_set():  # stopped while working: the reply is not sent
                 return True

@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from fedswarm.deploy._frames import (
     METHOD,
+    Kind,
     RunSpec,
     end_frame,
     hello_frame,
@@ -50,7 +51,7 @@ from fedswarm.messages import (
     Stage,
 )
 from fedswarm.transport.base import Fold, Request
-from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, WireError, decode, encode
+from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, WireError, decode, encode_parts
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "GrpcServerTransport"]
 
@@ -60,6 +61,10 @@ _log = logging.getLogger(__name__)
 _SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+    # A fixed receive window: with bandwidth probing, gRPC grows every stream's window and buffers
+    # megabytes of each waiting upload; fixed, those wait under flow control (bench/deployment.py:
+    # peak RSS 50 vs 10 participants 1.34x fixed, 1.58x probing).
+    ("grpc.http2.bdp_probe", 0),
 ]
 
 
@@ -71,7 +76,7 @@ class _Control(enum.Enum):
 @dataclass(frozen=True)
 class _Message:
     message_id: str
-    data: bytes
+    data: list[bytes | memoryview]  # encode_parts: the model's bytes are shared, not copied
 
 
 @dataclass(eq=False)
@@ -82,6 +87,7 @@ class _Session:
     cert_pem: bytes
     outbox: queue.SimpleQueue[_Message | _Control] = field(default_factory=queue.SimpleQueue)
     open: bool = True
+    acked: threading.Event = field(default_factory=threading.Event)  # has the last instruction
 
 
 @dataclass(eq=False)
@@ -106,7 +112,10 @@ class GrpcServerTransport:
     the open streams, each of which holds one server thread. ``max_uploads`` bounds the
     replies received at once: each is reassembled in memory, checked and folded into the
     round's mean before the next starts, while the other participants wait under HTTP/2
-    flow control, so the coordinator's memory grows with the model, not the federation.
+    flow control. Likewise ``max_downloads`` bounds the instructions in flight: the next
+    participant's starts when one has acknowledged receiving all of its own (gRPC would
+    otherwise buffer a copy for every participant at once). So the coordinator's memory
+    grows with the model, not the federation.
     """
 
     def __init__(
@@ -118,6 +127,8 @@ class GrpcServerTransport:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         max_participants: int = 64,
         max_uploads: int = 2,
+        max_downloads: int = 2,
+        ack_timeout_s: float = 120.0,
         run: RunSpec | None = None,
     ) -> None:
         self.run = run or RunSpec(run_id="", config_toml="")
@@ -127,6 +138,8 @@ class GrpcServerTransport:
         self.max_participants = max_participants
         self._trust = trust
         self._uploads = threading.BoundedSemaphore(max_uploads)
+        self._downloads = threading.BoundedSemaphore(max_downloads)
+        self.ack_timeout_s = ack_timeout_s
         self._fold_lock = threading.Lock()  # folds run one at a time
         self.refusals: dict[ClientId, int] = {}  # bad input per sender (counted, logged)
         self._refusal_log: list[tuple[ClientId, str]] = []
@@ -199,10 +212,12 @@ class GrpcServerTransport:
         self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
     ) -> list[Outcome]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        encoded: dict[int, bytes] = {}  # by id(ins): one encoding of an instruction sent to many
+        # Each participant's instruction differs (its seed) but they share the model: the
+        # pieces are a small header each and views of the one parameter vector.
+        encoded: dict[int, list[bytes | memoryview]] = {}
         for _, ins in requests:
             if id(ins) not in encoded:
-                encoded[id(ins)] = encode(ins)
+                encoded[id(ins)] = encode_parts(ins)
         outcomes: list[Outcome | _Pending] = []
         with self._lock:
             for cid, ins in requests:
@@ -214,7 +229,7 @@ class GrpcServerTransport:
         self,
         cid: ClientId,
         ins: Instruction,
-        data: bytes,
+        data: list[bytes | memoryview],
         earlier: list[Outcome | _Pending],
         fold: Fold | None,
     ) -> Outcome | _Pending:
@@ -268,7 +283,11 @@ class GrpcServerTransport:
         reader.start()
         yield hello_frame(self.run)
         while isinstance(item := session.outbox.get(), _Message):
-            yield from message_frames(item.data, item.message_id, self.chunk_bytes)
+            with self._downloads:  # released when the participant has it all (or is gone)
+                session.acked.clear()
+                yield from message_frames(item.data, item.message_id, self.chunk_bytes)
+                if not session.acked.wait(self.ack_timeout_s):
+                    _log.warning("%s did not acknowledge an instruction", session.identity)
         if item is _Control.END:
             yield end_frame()
         self._close(session, "the coordinator closed the connection")
@@ -311,6 +330,7 @@ class GrpcServerTransport:
                     del self._pending[message_id]
             self._lock.notify_all()
         session.outbox.put(_Control.CLOSE)
+        session.acked.set()
         _log.info("%s: %s", session.identity, reason)
 
     def _read(self, session: _Session, frames: Iterator[bytes]) -> None:
@@ -318,7 +338,12 @@ class GrpcServerTransport:
         reason, uploading = "disconnected", False
         try:
             for frame in frames:
-                _, chunk = unpack(frame)
+                kind, chunk = unpack(frame)
+                if kind is Kind.ACK:
+                    session.acked.set()
+                    continue
+                if kind is not Kind.DATA:
+                    raise WireError(f"a participant sent a {kind.name} frame")
                 if not uploading:  # the first chunk of a message waits for an upload slot
                     self._uploads.acquire()
                     uploading = True

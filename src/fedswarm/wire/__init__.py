@@ -33,7 +33,7 @@ registers its own with :meth:`Registry.register`.
 
 from fedswarm.wire import _builtin  # noqa: F401  (registers the built-in variants)
 from fedswarm.wire._chunks import DEFAULT_CHUNK_BYTES, Assembler, Chunk, chunks, frames, reassemble
-from fedswarm.wire._codec import MAX_HEADER_BYTES, VERSION, Message, decode, encode
+from fedswarm.wire._codec import MAX_HEADER_BYTES, VERSION, Message, decode, encode, encode_parts
 from fedswarm.wire._errors import WireError
 from fedswarm.wire._fields import Fields
 from fedswarm.wire._registry import EXTRAS, STEPS, TRANSFORMS, Part, Registry
@@ -57,6 +57,7 @@ __all__ = [
     "chunks",
     "decode",
     "encode",
+    "encode_parts",
     "frames",
     "reassemble",
 ]

@@ -8,7 +8,7 @@ order), so anything else is a broken or hostile peer, and is refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from fedswarm.wire._errors import WireError
@@ -29,21 +29,42 @@ class Chunk:
     payload: bytes
 
 
-def chunks(data: bytes, size: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
-    """``data`` cut into pieces of ``size`` bytes (the last may be shorter); at least one."""
+def chunks(
+    data: bytes | Sequence[bytes | memoryview], size: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[bytes]:
+    """``data`` (bytes, or pieces sent back to back) cut into pieces of ``size`` bytes (the
+    last may be shorter); at least one. Only one chunk is built at a time."""
     if size < 1:
         raise ValueError(f"chunk size must be at least 1 byte, got {size}")
-    if not data:
+    parts = [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    if not views:
         yield b""
-    for lo in range(0, len(data), size):
-        yield data[lo : lo + size]
+        return
+    piece: list[memoryview] = []
+    have = 0
+    for view in views:
+        lo = 0
+        while lo < len(view):
+            take = view[lo : lo + size - have]
+            piece.append(take)
+            have, lo = have + len(take), lo + len(take)
+            if have == size:
+                yield b"".join(piece)
+                piece, have = [], 0
+    if piece:
+        yield b"".join(piece)
 
 
-def frames(data: bytes, message_id: str, size: int = DEFAULT_CHUNK_BYTES) -> Iterator[Chunk]:
-    """The chunks of ``data``, framed for an :class:`Assembler`."""
+def frames(
+    data: bytes | Sequence[bytes | memoryview], message_id: str, size: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[Chunk]:
+    """The chunks of ``data`` (bytes, or pieces sent back to back), framed for an
+    :class:`Assembler`."""
     if size < 1:
         raise ValueError(f"chunk size must be at least 1 byte, got {size}")
-    total = max(1, -(-len(data) // size))
+    length = len(data) if isinstance(data, bytes) else sum(memoryview(p).nbytes for p in data)
+    total = max(1, -(-length // size))
     for index, payload in enumerate(chunks(data, size)):
         yield Chunk(message_id, index, total, payload)
 

@@ -30,6 +30,14 @@ Header = dict[str, object]
 
 def encode(msg: Message) -> bytes:
     """The wire form of ``msg``; :class:`WireError` if a field cannot be sent as it is."""
+    # One copy of each vector, straight into the message (no intermediate tobytes()).
+    return b"".join(encode_parts(msg))
+
+
+def encode_parts(msg: Message) -> list[bytes | memoryview]:
+    """``encode(msg)`` as pieces to send back to back, without joining them: the prefix
+    and header, then zero-copy views of the message's vectors. A coordinator sending one
+    model to many participants shares the model's bytes instead of copying them for each."""
     kind = _KINDS.get(type(msg))
     if kind is None:
         raise WireError(f"cannot encode a {type(msg).__name__}: not a message type")
@@ -41,8 +49,7 @@ def encode(msg: Message) -> bytes:
     raw += b" " * (-(_PREFIX.size + len(raw)) % _ALIGN)
     if len(raw) > MAX_HEADER_BYTES:
         raise WireError(f"{kind}: header of {len(raw)} bytes exceeds {MAX_HEADER_BYTES}")
-    # One copy of each vector, straight into the message (no intermediate tobytes()).
-    return b"".join([_PREFIX.pack(MAGIC, len(raw)), raw, *tensors.buffers])
+    return [_PREFIX.pack(MAGIC, len(raw)) + raw, *(b.cast("B") for b in tensors.buffers)]
 
 
 def decode(data: bytes, *, max_bytes: int) -> Message:
