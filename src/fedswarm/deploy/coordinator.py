@@ -26,15 +26,16 @@ from fedswarm.deploy.pki import NodePaths, TrustStore
 from fedswarm.deploy.state import StateStore
 from fedswarm.driver import RoundReport, run_rounds
 from fedswarm.experiment import build_strategy, data_spec, round_policy, torch_settings
-from fedswarm.messages import ClientId
+from fedswarm.messages import ClientId, Outcome
 from fedswarm.models import model_factory
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.rounds import QuorumError
 from fedswarm.simulation.participants import configured_dataset
 from fedswarm.strategy import RunInfo, ServerState
+from fedswarm.transport.base import Fold, Request
 from fedswarm.transport.grpc_transport import GrpcServerTransport
 
-__all__ = ["Coordinator", "parse_address", "serve"]
+__all__ = ["Coordinator", "parse_address"]
 
 _log = logging.getLogger(__name__)
 
@@ -73,8 +74,10 @@ class _Gate:
             time.sleep(0.05)
         return self.inner.available()
 
-    def exchange(self, *args: Any, **kwargs: Any) -> Any:
-        return self.inner.exchange(*args, **kwargs)
+    def exchange(
+        self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+    ) -> list[Outcome]:
+        return self.inner.exchange(requests, timeout=timeout, fold=fold)
 
     def _reload_crl(self) -> None:
         mtime = self.crl.stat().st_mtime if self.crl.exists() else 0.0
@@ -97,10 +100,11 @@ class Coordinator:
     on_round: Callable[[RoundReport], None] = lambda r: None
 
     def run(self, listen: str) -> dict[str, Any]:
-        """Serve on ``listen`` (HOST:PORT) until the last round; returns the summary."""
+        """Serve on ``listen`` (HOST:PORT) until the last round; returns the summary (empty
+        if stopped before the last round)."""
         cfg = self.config
         store = StateStore.open(self.state_dir, cfg)
-        dataset = configured_dataset(data_spec(cfg.data, cfg.seed))
+        dataset = configured_dataset(data_spec(cfg.data, cfg.seed))  # schema, central test
         learner = TorchLearner(model_factory(cfg.model, dataset))
         strategy, run = build_strategy(cfg), RunInfo(store.run_id, cfg.seed)
         with torch_settings(cfg.simulation.threads):
@@ -108,30 +112,13 @@ class Coordinator:
         spec = RunSpec(
             run.run_id, dump_config(cfg), dataset.name, dataset.input_shape, dataset.num_classes
         )
-        transport = GrpcServerTransport(
-            self.node,
-            TrustStore.load(self.pki),
-            max_message_bytes=cfg.deployment.max_message_mb << 20,
-            max_uploads=cfg.deployment.max_uploads,
-            max_downloads=cfg.deployment.max_downloads,
-            run=spec,
-        )
+        transport = self._transport(spec)
         host, port = parse_address(listen)
         transport.start(host, port)
-        _log.info(
-            "run %s: serving on %s:%d, after round %d",
-            run.run_id,
-            host,
-            transport.port,
-            state.round,
-        )
-        want = cfg.deployment.clients or cfg.data.num_clients or cfg.strategy.min_replies
-        gate = _Gate(transport, want, cfg.deployment.join_timeout_s, self.pki / "ca.crl", self.stop)
-        central = (
-            (lambda p: learner.evaluate(p, dataset.central_test))
-            if cfg.evaluation.central
-            else None
-        )
+        _log.info("run %s: on %s:%d after round %d", run.run_id, host, transport.port, state.round)
+        central = None
+        if cfg.evaluation.central:
+            central = lambda p: learner.evaluate(p, dataset.central_test)  # noqa: E731
 
         def commit(s: ServerState, report: RoundReport) -> None:
             store.commit(s, report)
@@ -139,31 +126,36 @@ class Coordinator:
             store.seen(transport.available())
             self.on_round(report)
 
+        gate = self._gate(transport)
         try:
             with torch_settings(cfg.simulation.threads):
                 while state.round < cfg.rounds and not self.stop.is_set():
                     try:
                         state = run_rounds(
-                            strategy,
-                            gate,
-                            state,
-                            rounds=cfg.rounds,
-                            run=run,
-                            policy=round_policy(cfg),
-                            central_eval=central,
-                            on_round=commit,
-                        )
-                    except QuorumError as err:
+                            strategy, gate, state, rounds=cfg.rounds, run=run,
+                            policy=round_policy(cfg), central_eval=central, on_round=commit,
+                        )  # fmt: skip
+                    except QuorumError as err:  # nothing was committed: play it again
                         _log.warning("%s; playing the round again", err)
                         state = store.latest() or state
-                        time.sleep(1.0)
+                        self.stop.wait(1.0)
             return store.finish(state) if state.round >= cfg.rounds else {}
         finally:
             transport.stop()
 
+    def _transport(self, spec: RunSpec) -> GrpcServerTransport:
+        d = self.config.deployment
+        return GrpcServerTransport(
+            self.node,
+            TrustStore.load(self.pki),
+            max_message_bytes=d.max_message_mb << 20,
+            max_uploads=d.max_uploads,
+            max_downloads=d.max_downloads,
+            run=spec,
+        )
 
-def serve(
-    config: RunConfig, node: NodePaths, pki: Path, listen: str, state_dir: Path
-) -> dict[str, Any]:
-    """Run ``config`` as the coordinator; the summary of the finished run."""
-    return Coordinator(config, node, pki, state_dir).run(listen)
+    def _gate(self, transport: GrpcServerTransport) -> _Gate:
+        cfg = self.config
+        want = cfg.deployment.clients or cfg.data.num_clients or cfg.strategy.min_replies
+        crl = self.pki / "ca.crl"
+        return _Gate(transport, want, cfg.deployment.join_timeout_s, crl, self.stop)
