@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from torch import nn
 from fedswarm.data.arrays import ArrayDataset
 from fedswarm.learner import GradientCorrection, Learner, LocalFit, LocalTraining, OptimizerKind
 from fedswarm.params import Params
+from fedswarm.pytorch import vectorized
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.models import CNN, MLP, CharLSTM, LogisticRegression
 from fedswarm.pytorch.vectorized import NotVectorizable, VectorizedTorchLearner, vectorizable
@@ -139,6 +141,32 @@ def test_any_client_sizes_match_sequential(
     _assert_same_fits(got, _sequential(_mlp, params, datasets, training, corrections, seeds))
 
 
+def _smoothed_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, targets, label_smoothing=0.1)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_a_custom_loss_is_applied_sample_by_sample(model: str) -> None:
+    """Losses other than the default cross-entropy go through a per-sample vmap."""
+    model_fn, make_data = MODELS[model]
+    datasets = [make_data(n, seed) for seed, n in enumerate(SIZES)]
+    training = TRAININGS["sgd-2-epochs"]
+    learner = VectorizedTorchLearner(model_fn, loss_fn=_smoothed_loss)
+    params = learner.init_params(seed=3)
+    corrections = [GradientCorrection()] * len(SIZES)
+    got = learner.fit_many(params, datasets, training, corrections, SEEDS)
+    sequential = TorchLearner(model_fn, loss_fn=_smoothed_loss)
+    expected = [
+        sequential.fit(params, d, training, c, s)
+        for d, c, s in zip(datasets, corrections, SEEDS, strict=True)
+    ]
+    _assert_same_fits(got, expected)
+    plain = VectorizedTorchLearner(model_fn).fit_many(
+        params, datasets, training, corrections, SEEDS
+    )
+    assert not np.allclose(got[0].params, plain[0].params, atol=1e-6)  # the loss mattered
+
+
 def test_chunks_give_the_same_result_as_one_chunk() -> None:
     datasets = [_tabular(n, seed) for seed, n in enumerate(SIZES)]
     training = TRAININGS["momentum-decay-steps"]
@@ -153,6 +181,29 @@ def test_chunks_give_the_same_result_as_one_chunk() -> None:
             np.testing.assert_allclose(g.params, e.params, rtol=0, atol=1e-6)
             assert g.num_steps == e.num_steps
             assert g.train_loss == pytest.approx(e.train_loss, rel=1e-6)
+
+
+def test_default_chunks_hold_about_chunk_floats_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = [_tabular(n, seed) for seed, n in enumerate(SIZES)]
+    training = TRAININGS["sgd-2-epochs"]
+    learner = VectorizedTorchLearner(_mlp)
+    params = learner.init_params(seed=1)
+    corrections = _corrections(params)
+    expected = VectorizedTorchLearner(_mlp, max_clients_per_chunk=len(SIZES)).fit_many(
+        params, datasets, training, corrections, SEEDS
+    )
+    chunks: list[int] = []
+    fit_chunk = VectorizedTorchLearner._fit_chunk
+
+    def spy(self: VectorizedTorchLearner, *args: Any) -> list[LocalFit]:
+        chunks.append(len(args[2]))  # the chunk's datasets
+        return fit_chunk(self, *args)
+
+    monkeypatch.setattr(vectorized, "CHUNK_FLOATS", 2 * params.dim + 1)
+    monkeypatch.setattr(VectorizedTorchLearner, "_fit_chunk", spy)
+    got = learner.fit_many(params, datasets, training, corrections, SEEDS)
+    assert chunks == [2, 2, 1]
+    _assert_same_fits(got, expected)
 
 
 def test_is_a_drop_in_learner() -> None:

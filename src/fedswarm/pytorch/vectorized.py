@@ -33,8 +33,8 @@ batch of all clients' samples, and only the weight gradients are computed per cl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 import numpy as np
 import torch
@@ -48,17 +48,15 @@ from fedswarm.learner import (
     GradientCorrection,
     LocalFit,
     LocalTraining,
-    OptimizerKind,
 )
 from fedswarm.params import Params, ParamSpec
-from fedswarm.pytorch.learner import LossFn, TorchLearner, batch_indices
-from fedswarm.pytorch.params import load_params
+from fedswarm.pytorch._stacked import corrector, gated, init_state, optimizer_step
+from fedswarm.pytorch.learner import LossFn, TorchLearner, _Workspaces, batch_indices
 
 __all__ = ["CHUNK_FLOATS", "NotVectorizable", "VectorizedTorchLearner", "vectorizable"]
 
 CHUNK_FLOATS = 1 << 22  # default chunk: clients whose stacked parameters fill 16 MiB
 
-OptState = tuple[torch.Tensor, ...]
 # One step's padded batch: x (K, W, ...), y (K, W), mask (K, W) 0/1, active (K,) bool.
 StepBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 StepFn = Callable[..., tuple[dict[str, torch.Tensor], torch.Tensor]]  # grads, losses
@@ -71,7 +69,6 @@ _DROPOUT = (
     nn.AlphaDropout,
     nn.FeatureAlphaDropout,
 )
-_ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
 
 class NotVectorizable(Exception):  # noqa: N818 -- named for what it says, like StopIteration
@@ -126,6 +123,13 @@ class VectorizedTorchLearner:
     loss_fn: LossFn = F.cross_entropy
     eval_batch_size: int = 2048
     max_clients_per_chunk: int | None = None
+    _workspaces: _Workspaces = field(
+        default_factory=_Workspaces, init=False, repr=False, compare=False
+    )
+    # _trained_mask per parameter layout: it depends on the model, not on the data.
+    _trained: dict[ParamSpec, torch.Tensor | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.max_clients_per_chunk is not None and self.max_clients_per_chunk < 1:
@@ -170,20 +174,40 @@ class VectorizedTorchLearner:
                 f"need one correction and one seed per dataset, got {len(datasets)} datasets, "
                 f"{len(corrections)} corrections and {len(seeds)} seeds"
             )
-        model = self.model_fn().train()
-        reason = _unvectorizable_reason(model)
-        if reason is not None:
-            raise NotVectorizable(f"{type(model).__name__} cannot be vectorised: {reason}")
-        load_params(model, params)  # checks names and shapes; the probe uses these values
+        if self._why_not is not None:
+            raise NotVectorizable(self._why_not)
+        # The one-client learner's model, reused: a template for functional_call, holding
+        # ``params`` (names and shapes checked) for the probe of _trained_mask.
+        model = self._workspaces.get(self.model_fn).load(params, train=True)
         _check_clients(datasets, params.dim, corrections)
+        trained = self._trained_entries(model, params.spec, datasets)
         size = self.max_clients_per_chunk or max(1, CHUNK_FLOATS // max(params.dim, 1))
         fits: list[LocalFit] = []
         for lo in range(0, len(datasets), size):
             chunk = slice(lo, lo + size)
             fits += self._fit_chunk(
-                model, params, datasets[chunk], training, corrections[chunk], seeds[chunk]
+                model, params, datasets[chunk], training, corrections[chunk], seeds[chunk], trained
             )
         return fits
+
+    def _trained_entries(
+        self, model: nn.Module, spec: ParamSpec, datasets: Sequence[ArrayDataset]
+    ) -> torch.Tensor | None:
+        """(D,) bool of the entries training updates; None: all (or no client has data)."""
+        if spec in self._trained:
+            return self._trained[spec]
+        data = next((d for d in datasets if len(d)), None)
+        if data is None:
+            return None  # nothing to probe with; and nothing will be trained
+        self._trained[spec] = _trained_mask(model, self.loss_fn, data)
+        return self._trained[spec]
+
+    @cached_property
+    def _why_not(self) -> str | None:
+        """Why the model cannot be vectorised (checked once per learner), or None."""
+        model = self.model_fn()
+        reason = _unvectorizable_reason(model)
+        return None if reason is None else f"{type(model).__name__} cannot be vectorised: {reason}"
 
     def _fit_chunk(
         self,
@@ -193,45 +217,30 @@ class VectorizedTorchLearner:
         training: LocalTraining,
         corrections: Sequence[GradientCorrection],
         seeds: Sequence[int],
+        trained: torch.Tensor | None,
     ) -> list[LocalFit]:
         start = torch.from_numpy(params.flat.copy())  # (D,)
         w = start.expand(len(datasets), -1).clone()  # (K, D)
-        state = _init_state(training, w)
-        correct = _corrector(start, corrections)
+        state = init_state(training, w)
+        correct = corrector(start, corrections)
         loss = grad_and_value(_masked_loss(model, self.loss_fn))
         shared_fn: StepFn = vmap(loss, in_dims=(None, 0, 0, 0))  # one (D,) for all clients
         step_fn: StepFn = vmap(loss)  # a (K, D) row per client
-        trained = _trained_mask(model, self.loss_fn, datasets)  # (D,) bool; None: all
         loss_sum = torch.zeros(len(datasets), dtype=torch.float64)
         steps = torch.zeros(len(datasets), dtype=torch.int64)
         for t, (x, y, mask, active) in enumerate(_step_batches(datasets, training, seeds), 1):
             # Step 1: every row of w is still ``start``.
             at, fn = (start, shared_fn) if t == 1 else (w, step_fn)
             grads, losses = _grads(fn, params.spec, at, x, y, mask)  # (K, D), (K,)
-            new_w, new_state = _optimizer_step(w, correct(w, grads), state, t, training)
-            w, state = _gated(active, trained, (new_w, *new_state), (w, *state))
+            new_w, new_state = optimizer_step(w, correct(w, grads), state, t, training)
+            w, state = gated(active, trained, (new_w, *new_state), (w, *state))
             loss_sum += torch.where(active, losses.double(), 0.0)
             steps += active
+        rows = w.numpy()  # a fresh (K, D) matrix: each client's result is a row, not a copy
         return [
-            LocalFit(w[k].clone().numpy(), len(d), int(n), float(s / n) if n else 0.0)
+            LocalFit(rows[k], len(d), int(n), float(s / n) if n else 0.0)
             for k, (d, n, s) in enumerate(zip(datasets, steps, loss_sum, strict=True))
         ]
-
-
-def _gated(
-    active: torch.Tensor,
-    trained: torch.Tensor | None,
-    new: tuple[torch.Tensor, ...],
-    old: tuple[torch.Tensor, ...],
-) -> tuple[torch.Tensor, OptState]:
-    """The new (K, D) parameters and optimiser state where a client stepped and an entry is
-    trained, the old ones elsewhere: frozen clients and entries stay bit-identical."""
-    if trained is None and bool(active.all()):
-        return new[0], new[1:]
-    # A 0/1 factor per client (K, 1), and per entry (K, D) if some are not trained.
-    gate = active[:, None] if trained is None else active[:, None] & trained
-    w, *state = (torch.where(gate, n, o) for n, o in zip(new, old, strict=True))
-    return w, tuple(state)
 
 
 def _check_clients(
@@ -256,12 +265,19 @@ def _masked_loss(
     def per_sample(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return loss_fn(logits[None], target[None])  # (C,), () -> ()
 
+    # The default loss has per-sample values built in, without a nested vmap's overhead.
+    per_samples: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = (
+        partial(F.cross_entropy, reduction="none")
+        if loss_fn is F.cross_entropy
+        else vmap(per_sample)
+    )
+
     def loss(
         tensors: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         # x (W, ...), y (W,), mask (W,): one client's padded batch
         logits = functional_call(model, tensors, (x,))
-        losses: torch.Tensor = vmap(per_sample)(logits, y)  # (W,)
+        losses = per_samples(logits, y)  # (W,)
         return (losses * mask).sum() / mask.sum().clamp(min=1.0)
 
     return loss
@@ -323,15 +339,10 @@ def _stack_data(datasets: Sequence[ArrayDataset]) -> tuple[torch.Tensor, torch.T
     return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), offsets
 
 
-def _trained_mask(
-    model: nn.Module, loss_fn: LossFn, datasets: Sequence[ArrayDataset]
-) -> torch.Tensor | None:
-    """(D,) bool: entries of parameters that get a gradient, which are all the sequential
-    optimiser updates (frozen or unused parameters keep ``grad=None`` and are skipped).
-    None when that is every entry, or when no client has data."""
-    data = next((d for d in datasets if len(d)), None)
-    if data is None:
-        return None
+def _trained_mask(model: nn.Module, loss_fn: LossFn, data: ArrayDataset) -> torch.Tensor | None:
+    """(D,) bool: entries of parameters that get a gradient on a sample of ``data``, which
+    are all the sequential optimiser updates (frozen or unused parameters keep
+    ``grad=None`` and are skipped). None when that is every entry."""
     params = list(model.parameters())
     wanted = [p for p in params if p.requires_grad]
     loss = loss_fn(model(torch.from_numpy(data.x[:1])), torch.from_numpy(data.y[:1]))
@@ -340,58 +351,3 @@ def _trained_mask(
     if len(has_grad) == len(params):
         return None
     return torch.cat([torch.full((p.numel(),), id(p) in has_grad) for p in params])
-
-
-def _corrector(
-    start: torch.Tensor, corrections: Sequence[GradientCorrection]
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``g + mu_k * (w - w_global) + shift_k`` on (K, D) matrices, as TorchLearner's order."""
-    mu = torch.tensor([c.mu for c in corrections], dtype=torch.float32)[:, None]  # (K, 1)
-    any_mu = any(c.mu for c in corrections)
-    shift = None
-    if any(c.shift is not None for c in corrections):
-        shift = torch.stack(
-            [
-                torch.zeros_like(start)
-                if c.shift is None
-                else torch.from_numpy(np.asarray(c.shift, np.float32).copy())
-                for c in corrections
-            ]
-        )  # (K, D)
-
-    def correct(w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        if any_mu:
-            g = g + mu * (w - start)
-        return g if shift is None else g + shift
-
-    return correct
-
-
-def _init_state(training: LocalTraining, w: torch.Tensor) -> OptState:
-    if training.optimizer is OptimizerKind.ADAM:
-        return torch.zeros_like(w), torch.zeros_like(w)  # exp_avg, exp_avg_sq
-    return (torch.zeros_like(w),) if training.momentum else ()  # momentum buffer
-
-
-def _optimizer_step(
-    w: torch.Tensor, g: torch.Tensor, state: OptState, t: int, training: LocalTraining
-) -> tuple[torch.Tensor, OptState]:
-    """``torch.optim.SGD``/``Adam`` (single-tensor) maths on (K, D) matrices; ``t`` from 1.
-
-    Every client active at global step ``t`` is at its own step ``t`` (steps run from 1
-    without gaps), so Adam's bias corrections are the same scalars for all clients.
-    """
-    if training.weight_decay:
-        g = g.add(w, alpha=training.weight_decay)
-    if training.optimizer is OptimizerKind.ADAM:
-        (b1, b2), (m, v) = _ADAM_BETAS, state
-        m = m.lerp(g, 1 - b1)
-        v = v.mul(b2).addcmul(g, g, value=1 - b2)
-        denom = (v.sqrt() / (1 - b2**t) ** 0.5).add(_ADAM_EPS)
-        return w.addcdiv(m, denom, value=-training.lr / (1 - b1**t)), (m, v)
-    if training.momentum:
-        # A zero buffer makes the first step buf = g, as torch's clone-on-first-step does.
-        (buf,) = state
-        g = buf.mul(training.momentum).add(g)
-        state = (g,)
-    return w.add(g, alpha=-training.lr), state

@@ -161,6 +161,7 @@ def worker_torch_settings() -> None:
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
 
 
 def _init_worker(make_client: ClientFactory, warm_up: ClientId | None) -> None:
