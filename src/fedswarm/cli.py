@@ -238,7 +238,7 @@ def client(
     _deploy_logging()
     try:
         node = find_node(pki, Role.CLIENT, name)
-        run_participant(server, node, participant_factory(name, data))
+        run_participant(server, node, participant_factory(name, data, own_process=True))
     except ParticipantRefused as exc:
         raise _fail("refused by the coordinator", exc, 3) from None
     except (NodeSetupError, ConfigError, DatasetNotInstalledError, OSError) as exc:

@@ -80,13 +80,19 @@ class _Schema:
     num_classes: int
 
 
-def participant_factory(name: str, data: str) -> AppFactory:
-    """Builds participant ``name`` for the run the coordinator describes, on ``data``."""
+def participant_factory(name: str, data: str, *, own_process: bool = False) -> AppFactory:
+    """Builds participant ``name`` for the run the coordinator describes, on ``data``.
+
+    ``own_process``: the process is this participant's (``fedswarm client``), so it takes
+    the run's torch settings for good: deterministic kernels and its thread count, as in
+    simulation (same model, same bits).
+    """
 
     def build(spec: RunSpec) -> ClientApp:
         config = loads_config(spec.config_toml, "the coordinator's config")
-        torch.use_deterministic_algorithms(True)  # as in simulation: same model, same bits
-        torch.set_num_threads(config.simulation.threads)
+        if own_process:
+            torch.use_deterministic_algorithms(True)
+            torch.set_num_threads(config.simulation.threads)
         if data == PARTITION:
             dataset = configured_dataset(data_spec(config.data, config.seed))
             if name not in set(dataset.client_ids()):
