@@ -28,9 +28,9 @@ from fedswarm.messages import ClientId, EvaluateRes, Failure, FitIns, FitRes, Ou
 from fedswarm.params import Params
 from fedswarm.rounds import (
     Exchange,
+    FitReplyCheck,
     FitRoundResult,
     QuorumError,
-    accept_fit_replies,
     evaluate_round,
     fit_round,
 )
@@ -278,10 +278,11 @@ def test_quorum_error_names_the_round_and_the_counts() -> None:
         (lambda r: EvaluateRes(r.client_id, 1, 0.0, 1.0, 3), "not a fit reply"),
     ],
 )
-def test_accept_fit_replies_refuses(edit: Callable[[FitRes], Outcome], reason: str) -> None:
+def test_fit_reply_check_refuses(edit: Callable[[FitRes], Outcome], reason: str) -> None:
     ok = FitRes("a", 1, np.zeros(2, np.float32), 3, 1, 0.5)
     dropped = Failure("b", 1, Stage.FIT, "timed out")
-    replies, failures = accept_fit_replies([edit(ok), dropped, ok], {"a", "b"}, 1, 2, LocalSGD())
+    check = FitReplyCheck({"a", "b"}, 1, 2, LocalSGD(), Weighting.UNIFORM)
+    replies, failures = check.split([edit(ok), dropped, ok])
     assert replies == [ok]  # a refused reply does not use up the client's turn
     assert failures[0].client_id == "a"
     assert reason in failures[0].reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,10 +17,11 @@ from fedswarm.config import config_sha256, parse_config
 from fedswarm.deploy.state import StateDirError, StateStore
 from fedswarm.driver import RoundReport, pump
 from fedswarm.learner import LocalTraining
-from fedswarm.messages import Failure, FitRes, Stage
+from fedswarm.messages import Failure, FitRes, Outcome, Stage
 from fedswarm.params import Params
 from fedswarm.rounds import fit_round
 from fedswarm.strategy import RunInfo, ServerState
+from fedswarm.transport.base import Fold, Request
 
 CONFIG = parse_config({"rounds": 3, "data": {"num_clients": 2}})
 TRAINING = LocalTraining(batch_size=8, lr=0.1, epochs=1)
@@ -110,9 +112,11 @@ class _Scripted:
     def available(self) -> list[str]:
         return ["a", "b", "c", "d"]
 
-    def exchange(self, requests: object, *, timeout: float | None, fold: object = None) -> list:  # type: ignore[type-arg]
-        out = list(reversed(self.replies))
-        return [fold(o) for o in out] if (self.fold and callable(fold)) else out
+    def exchange(
+        self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+    ) -> list[Outcome]:
+        out: list[Outcome] = list(reversed(self.replies))
+        return [fold(o) for o in out] if (self.fold and fold is not None) else out
 
 
 def test_a_streamed_round_equals_the_stacked_round_bit_for_bit() -> None:

@@ -19,11 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from fedswarm.aggregate import Weighting
 from fedswarm.algorithms import LocalSGD, LocalSGDStep, ProxStep, ScaffoldExtra, ScaffoldStep
 from fedswarm.learner import LocalTraining, OptimizerKind
 from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Stage
 from fedswarm.params import Params, ParamSpec, TensorSpec
-from fedswarm.rounds import accept_fit_replies
+from fedswarm.rounds import FitReplyCheck
 from fedswarm.transforms import ClipNorm
 from fedswarm.wire import (
     DEFAULT_CHUNK_BYTES,
@@ -144,7 +145,8 @@ def test_a_nan_update_decodes_and_the_round_protocol_refuses_it_naming_the_clien
     res = trip(MESSAGES["fit_res/non_finite"])
     assert isinstance(res, FitRes)
     assert math.isnan(res.train_loss)
-    replies, failures = accept_fit_replies([res], {"client/7"}, 3, DIM, LocalSGD())
+    check = FitReplyCheck({"client/7"}, 3, DIM, LocalSGD(), Weighting.UNIFORM)
+    replies, failures = check.split([res])
     assert not replies
     assert failures[0].client_id == "client/7"
     assert "NaN or Inf" in failures[0].reason

@@ -37,7 +37,6 @@ __all__ = [
     "QuorumError",
     "RoundProtocol",
     "accept_evaluate_replies",
-    "accept_fit_replies",
     "evaluate_round",
     "fit_round",
 ]
@@ -183,18 +182,6 @@ def _refusal(
     if res.num_examples < 0 or not np.isfinite(res.train_loss):
         return "negative num_examples or non-finite train_loss"
     return update.refuse(res, dim)
-
-
-def accept_fit_replies(
-    outcomes: Sequence[Outcome],
-    expected: set[ClientId],
-    rnd: int,
-    dim: int,
-    update: ClientUpdate,
-) -> tuple[list[FitRes], list[Failure]]:
-    """Split outcomes into usable replies and failures; bad replies become failures."""
-    check = FitReplyCheck(expected, rnd, dim, update, Weighting.UNIFORM)
-    return check.split(outcomes)
 
 
 def accept_evaluate_replies(

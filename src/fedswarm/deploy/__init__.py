@@ -1,4 +1,6 @@
-"""Running a federation for real: a PKI for mutual TLS between servers and clients."""
+"""Running a federation for real: the PKI for mutual TLS (re-exported here), the
+coordinator (:mod:`.coordinator`, its state directory :mod:`.state`) and the participant
+(:mod:`.participant`, its credentials and data :mod:`.node`)."""
 
 from fedswarm.deploy.pki import (
     CaPaths,

@@ -397,7 +397,7 @@ class GrpcServerTransport:
         if pending.fold is not None:
             with self._fold_lock:
                 outcome = pending.fold(outcome)
-        if isinstance(outcome, Failure) and outcome.reason.startswith(("refused", "undecodable")):
+        if isinstance(outcome, Failure) and outcome.reason.startswith("refused"):
             self._refused(session.identity, outcome.reason, in_outcome=True)
         with self._lock:
             pending.outcome = outcome
@@ -409,7 +409,7 @@ class GrpcServerTransport:
         try:
             msg = decode(data, max_bytes=self.max_message_bytes)
         except WireError as err:
-            return pending.failure(f"undecodable reply: {err}")
+            return pending.failure(f"refused: undecodable reply: {err}")
         if isinstance(msg, Failure):
             return pending.failure(f"the participant reported: {msg.reason}")
         expected = FitRes if isinstance(ins, FitIns) else EvaluateRes
