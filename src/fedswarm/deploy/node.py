@@ -88,6 +88,8 @@ def participant_factory(name: str, data: str, *, own_process: bool = False) -> A
     simulation (same model, same bits).
     """
 
+    own = None if data == PARTITION else load_npz(Path(data))  # bad data fails before dialling
+
     def build(spec: RunSpec) -> ClientApp:
         config = loads_config(spec.config_toml, "the coordinator's config")
         if own_process:
@@ -103,7 +105,8 @@ def participant_factory(name: str, data: str, *, own_process: bool = False) -> A
                 )
             local = dataset.client(name)
         else:
-            local = load_npz(Path(data))
+            assert own is not None
+            local = own
         schema = _Schema(spec.data_name, spec.input_shape, spec.num_classes)
         _check_fits(data, local, schema)
         return ClientApp(name, TorchLearner(model_factory(config.model, schema)), local)
