@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from fedswarm.deploy.pki import NodePaths, Role
+from fedswarm.security.pki import NodePaths, Role
 
 __all__ = ["LENGTH", "echo", "main", "node_paths", "tls_context"]
 

@@ -38,19 +38,21 @@ import numpy as np
 
 from bench.deploy_copy import echo, node_paths, tls_context
 from fedswarm.aggregate import MeanAccumulator
-from fedswarm.algorithms.presets import fedavg
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
-from fedswarm.deploy._frames import RunSpec
-from fedswarm.deploy.participant import Backoff, run_participant
-from fedswarm.deploy.pki import Role, TrustStore
+from fedswarm.deploy.node import peer_check, tls_identity
 from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
-from fedswarm.learner import Evaluation, GradientCorrection, Learner, LocalFit, LocalTraining
+from fedswarm.learner import Learner
 from fedswarm.messages import ClientId, FitIns, FitRes, Outcome
 from fedswarm.params import Params
+from fedswarm.presets import fedavg
+from fedswarm.security.pki import Role, TrustStore
 from fedswarm.strategy import RunInfo, ServerState
+from fedswarm.training import Evaluation, GradientCorrection, LocalFit, LocalTraining
 from fedswarm.transport.base import Fold, Request
-from fedswarm.transport.grpc_transport import GrpcServerTransport
+from fedswarm.transport.grpc.client import Backoff, run_participant
+from fedswarm.transport.grpc.frames import RunSpec
+from fedswarm.transport.grpc.server import GrpcServerTransport
 from fedswarm.wire import decode, encode
 
 if TYPE_CHECKING:
@@ -221,7 +223,7 @@ def participant(args: argparse.Namespace) -> None:
             paths = node_paths(args.pki, args.name, Role.CLIENT)
             backoff = Backoff(initial_s=0.1, max_s=1.0, connect_timeout_s=30.0)
             cpu = time.process_time()
-            run_participant(cmd["address"], paths, FixedApp(app), backoff=backoff)
+            run_participant(cmd["address"], tls_identity(paths), FixedApp(app), backoff=backoff)
             cpu = time.process_time() - cpu
             emit(fit_seconds=learner.fit_seconds, peak_rss_mib=peak_rss_mib(), cpu_seconds=cpu)
         else:
@@ -275,8 +277,8 @@ def coordinator(args: argparse.Namespace) -> None:
     state = strategy.init(mlp_params(args.dims, RUN.seed))
     setup_rss = current_rss_mib()
     server = GrpcServerTransport(
-        node_paths(args.pki, SERVER_NAME, Role.SERVER),
-        TrustStore.load(args.pki),
+        tls_identity(node_paths(args.pki, SERVER_NAME, Role.SERVER)),
+        peer_check(TrustStore.load(args.pki), Role.CLIENT),
         max_participants=max(64, args.clients + 2),
         run=RunSpec(RUN.run_id, ""),
     )

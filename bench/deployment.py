@@ -43,7 +43,7 @@ from contextlib import ExitStack, contextmanager  # noqa: E402
 from typing import IO, Any  # noqa: E402
 
 from bench.deploy_report import Deployment, Results, Settings, markdown  # noqa: E402
-from fedswarm.deploy.pki import Role, init_ca, issue  # noqa: E402
+from fedswarm.security.pki import Role, init_ca, issue  # noqa: E402
 
 __all__ = ["FULL", "QUICK", "main"]
 

@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 
-from fedswarm.config import BackendKind, RunConfig, parse_config
 from fedswarm.data.partition import Partition
-from fedswarm.experiment import RoundProgress, build
+from fedswarm.run.build import build
+from fedswarm.run.config import BackendKind, RunConfig, parse_config
+from fedswarm.run.experiment import RoundProgress
 
 __all__ = ["Algorithm", "Model", "Options", "RunResult", "Setting", "main", "markdown_table"]
 

@@ -10,12 +10,12 @@ import torch
 
 from bench import sim_workloads
 from bench.sim_workloads import Measured, accuracy, initial_model, local_sgd, sampler_of
-from fedswarm.config import RunConfig
 from fedswarm.data.registry import load_dataset
-from fedswarm.experiment import build_strategy, data_spec
-from fedswarm.models import model_factory
+from fedswarm.run.build import build_strategy, data_spec
+from fedswarm.run.config import RunConfig
+from fedswarm.run.models import model_factory
+from fedswarm.run.participants import configured_dataset
 from fedswarm.seeding import client_seed
-from fedswarm.simulation.participants import configured_dataset
 
 __all__ = ["run_flower"]
 

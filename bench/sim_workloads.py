@@ -24,16 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedswarm.config import BackendKind, RunConfig, load_config, parse_config
 from fedswarm.data.arrays import ArrayDataset, FederatedDataset
 from fedswarm.data.registry import load_dataset
 from fedswarm.driver import RoundReport
-from fedswarm.experiment import build, build_strategy, data_spec
-from fedswarm.learner import LocalTraining
-from fedswarm.models import model_factory
 from fedswarm.pytorch.learner import batch_indices
+from fedswarm.run.build import build, build_strategy, data_spec
+from fedswarm.run.config import BackendKind, RunConfig, load_config, parse_config
+from fedswarm.run.models import model_factory
 from fedswarm.sampling import UniformSampler
 from fedswarm.seeding import client_seed, round_rng
+from fedswarm.training import LocalTraining
 
 __all__ = [
     "W3",

@@ -43,7 +43,7 @@ from bench.sim_workloads import (  # noqa: E402
     run_plain,
     workload,
 )
-from fedswarm.config import BackendKind, RunConfig, parse_config  # noqa: E402
+from fedswarm.run.config import BackendKind, RunConfig, parse_config  # noqa: E402
 
 __all__ = ["main", "run_child", "run_system"]
 

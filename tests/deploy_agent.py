@@ -19,7 +19,14 @@ import numpy as np
 
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset
-from fedswarm.deploy._frames import (
+from fedswarm.deploy.node import PARTITION, find_node, participant_factory, tls_identity
+from fedswarm.learner import Learner
+from fedswarm.messages import ClientMemory, EvaluateIns, FitIns
+from fedswarm.params import Params
+from fedswarm.security.pki import Role
+from fedswarm.training import Evaluation, GradientCorrection, LocalFit, LocalTraining
+from fedswarm.transport.grpc.client import run_participant
+from fedswarm.transport.grpc.frames import (
     METHOD,
     Kind,
     RunSpec,
@@ -28,12 +35,6 @@ from fedswarm.deploy._frames import (
     read_hello,
     unpack,
 )
-from fedswarm.deploy.node import PARTITION, find_node, participant_factory
-from fedswarm.deploy.participant import run_participant
-from fedswarm.deploy.pki import Role
-from fedswarm.learner import Evaluation, GradientCorrection, Learner, LocalFit, LocalTraining
-from fedswarm.messages import ClientMemory, EvaluateIns, FitIns
-from fedswarm.params import Params
 from fedswarm.wire import Assembler, decode, encode
 
 
@@ -66,7 +67,7 @@ def nan(server: str, pki: Path, name: str) -> None:
         app = honest(spec)
         return ClientApp(app.client_id, NanLearner(app.learner), app.data)
 
-    run_participant(server, find_node(pki, Role.CLIENT, name), build)
+    run_participant(server, tls_identity(find_node(pki, Role.CLIENT, name)), build)
 
 
 def replay(server: str, pki: Path, name: str) -> None:

@@ -12,8 +12,8 @@ import pytest
 from fedswarm.algorithms.fedprox import FedProx, ProxStep
 from fedswarm.algorithms.local_sgd import LocalSGD, LocalSGDStep
 from fedswarm.algorithms.scaffold import CLIENT_CONTROL, Scaffold, ScaffoldExtra, ScaffoldStep
-from fedswarm.learner import LocalFit, LocalTraining
 from fedswarm.messages import ClientMemory, FitRes, ReplyExtra
+from fedswarm.training import LocalFit, LocalTraining
 
 
 def f32(*values: float) -> np.ndarray:

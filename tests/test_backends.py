@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from fedswarm.client import ClientApp
-from fedswarm.config import BackendKind, RunConfig, parse_config
 from fedswarm.driver import run_rounds
-from fedswarm.experiment import build
 from fedswarm.messages import ClientId, EvaluateIns
 from fedswarm.params import Params
+from fedswarm.run.build import build
+from fedswarm.run.config import BackendKind, RunConfig, parse_config
+from fedswarm.run.participants import ConfiguredClients
 from fedswarm.simulation.backends import Job, ProcessBackend
-from fedswarm.simulation.participants import ConfiguredClients
 from fedswarm.strategy import ServerState
 
 STRATEGIES: list[dict[str, Any]] = [

@@ -26,10 +26,10 @@ from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
 from fedswarm.cli import app
-from fedswarm.config import config_sha256, load_config, loads_config
 from fedswarm.data.errors import DatasetNotInstalledError
 from fedswarm.data.fashion_mnist import ENV_VAR, load_fashion_mnist
 from fedswarm.pytorch.models import MLP
+from fedswarm.run.config import config_sha256, load_config, loads_config
 
 
 class Result(Protocol):

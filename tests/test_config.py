@@ -20,7 +20,9 @@ from fedswarm.aggregate import Weighting
 from fedswarm.algorithms.fedprox import FedProx
 from fedswarm.algorithms.local_sgd import LocalSGD
 from fedswarm.algorithms.scaffold import Scaffold
-from fedswarm.config import (
+from fedswarm.data.partition import DirichletScheme, Partition, PartitionSpec
+from fedswarm.run.build import build, build_strategy, data_spec
+from fedswarm.run.config import (
     ClientConfig,
     ConfigError,
     DataConfig,
@@ -33,15 +35,13 @@ from fedswarm.config import (
     loads_config,
     parse_config,
 )
-from fedswarm.config import FedAvgConfig as FedAvgOptions
-from fedswarm.config import FedOptConfig as FedOptOptions
-from fedswarm.config import FedProxConfig as FedProxOptions
-from fedswarm.config import ScaffoldConfig as ScaffoldOptions
-from fedswarm.data.partition import DirichletScheme, Partition, PartitionSpec
-from fedswarm.experiment import build, build_strategy, data_spec
-from fedswarm.learner import LocalTraining, OptimizerKind
+from fedswarm.run.config import FedAvgConfig as FedAvgOptions
+from fedswarm.run.config import FedOptConfig as FedOptOptions
+from fedswarm.run.config import FedProxConfig as FedProxOptions
+from fedswarm.run.config import ScaffoldConfig as ScaffoldOptions
 from fedswarm.sampling import UniformSampler
 from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
+from fedswarm.training import LocalTraining, OptimizerKind
 
 DEMO_TOML = (files("fedswarm") / "configs" / "demo.toml").read_text()
 STRATEGY_NAMES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "scaffold")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from fedswarm.config import loads_config
-from fedswarm.deploy.pki import Role, init_ca, issue, revoke
-from fedswarm.experiment import simulate
+from fedswarm.run.config import loads_config
+from fedswarm.run.simulate import simulate
+from fedswarm.security.pki import Role, init_ca, issue, revoke
 
 AGENT = Path(__file__).with_name("deploy_agent.py")
 NAMES = ("00000", "00001", "00002", "00003", "00004")

@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedswarm.config import BackendKind, RunConfig, parse_config
 from fedswarm.driver import RoundReport, run_rounds
-from fedswarm.experiment import build
-from fedswarm.learner import LocalTraining
 from fedswarm.rounds import QuorumError
+from fedswarm.run.build import build
+from fedswarm.run.config import BackendKind, RunConfig, parse_config
 from fedswarm.simulation.devices import DeviceModel
 from fedswarm.strategy import ServerState
+from fedswarm.training import LocalTraining
 
 
 def test_devices_are_deterministic_and_behave_as_configured() -> None:

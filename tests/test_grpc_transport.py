@@ -15,23 +15,26 @@ import grpc
 import numpy as np
 import pytest
 
-from fedswarm.algorithms.presets import fedavg
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset
 from fedswarm.data.digits import load_digits
-from fedswarm.deploy._frames import METHOD, RunSpec, message_frames, new_message_id
-from fedswarm.deploy.participant import AppFactory, Backoff, ParticipantRefused, run_participant
-from fedswarm.deploy.pki import NodePaths, Role, TrustStore, init_ca, issue, revoke
+from fedswarm.deploy.node import peer_check, tls_identity
 from fedswarm.driver import RoundPolicy, pump, run_rounds
-from fedswarm.learner import Evaluation, GradientCorrection, Learner, LocalFit, LocalTraining
+from fedswarm.learner import Learner
 from fedswarm.messages import Failure, FitRes
 from fedswarm.params import Params
+from fedswarm.presets import fedavg
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.models import MLP
 from fedswarm.rounds import fit_round
+from fedswarm.security.pki import NodePaths, Role, TrustStore, init_ca, issue, revoke
+from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.strategy import RunInfo
-from fedswarm.transport.grpc_transport import GrpcServerTransport
-from fedswarm.transport.memory import InMemoryTransport
+from fedswarm.training import Evaluation, GradientCorrection, LocalFit, LocalTraining
+from fedswarm.transport.grpc.client import AppFactory, Backoff, ParticipantRefused, run_participant
+from fedswarm.transport.grpc.frames import METHOD, RunSpec, message_frames, new_message_id
+from fedswarm.transport.grpc.server import GrpcServerTransport
+from fedswarm.transport.grpc.tls import PeerCheck
 from fedswarm.wire import encode
 
 RUN = RunInfo("grpc-test", seed=3)
@@ -66,6 +69,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(root, server, clients)
 
 
+def _check(trust: TrustStore) -> PeerCheck:
+    return peer_check(trust, Role.CLIENT)
+
+
 def _wait_for(predicate: object, seconds: float = 10.0) -> None:
     assert callable(predicate)
     deadline = time.monotonic() + seconds
@@ -79,13 +86,13 @@ def serving(
     pki: Pki, apps: Sequence[ClientApp], stops: dict[str, threading.Event] | None = None
 ) -> Iterator[GrpcServerTransport]:
     """A started coordinator with ``apps`` connected as participants; all stopped after."""
-    server = GrpcServerTransport(pki.server, pki.trust(), run=SPEC)
+    server = GrpcServerTransport(tls_identity(pki.server), _check(pki.trust()), run=SPEC)
     port = server.start("127.0.0.1", 0)
     stops = stops if stops is not None else {}
     threads = []
     for app in apps:
         stop = stops.setdefault(app.client_id, threading.Event())
-        args = (f"127.0.0.1:{port}", pki.clients[app.client_id], factory(app), stop)
+        args = (f"127.0.0.1:{port}", tls_identity(pki.clients[app.client_id]), factory(app), stop)
         t = threading.Thread(target=run_participant, args=args, kwargs={"backoff": FAST})
         t.start()
         threads.append(t)
@@ -130,7 +137,9 @@ def test_a_revoked_participant_is_refused(pki: Pki) -> None:
         address = _address(server)
         mallory = ClientApp("mallory", apps[0].learner, apps[0].data)
         with pytest.raises(ParticipantRefused, match="revoked") as refused:
-            run_participant(address, pki.clients["mallory"], factory(mallory), backoff=FAST)
+            run_participant(
+                address, tls_identity(pki.clients["mallory"]), factory(mallory), backoff=FAST
+            )
         assert refused.value.code is grpc.StatusCode.PERMISSION_DENIED
         assert server.available() == ["00000"]
 
@@ -238,13 +247,13 @@ def test_a_reply_claiming_another_identity_is_refused(pki: Pki) -> None:
     impostor = ClientApp("00002", apps[0].learner, apps[0].data)  # certificate 00000
     strategy = fedavg(TRAINING)
     state = strategy.init(apps[0].learner.init_params(seed=0))
-    server = GrpcServerTransport(pki.server, pki.trust(), run=SPEC)
+    server = GrpcServerTransport(tls_identity(pki.server), _check(pki.trust()), run=SPEC)
     port = server.start()
     stop = threading.Event()
     node = pki.clients["00000"]
     t = threading.Thread(
         target=run_participant,
-        args=(f"127.0.0.1:{port}", node, factory(impostor), stop),
+        args=(f"127.0.0.1:{port}", tls_identity(node), factory(impostor), stop),
         kwargs={"backoff": FAST},
     )
     t.start()
@@ -304,7 +313,9 @@ def test_reloading_trust_disconnects_a_revoked_participant(tmp_path: Path) -> No
     init_ca(tmp_path)
     node = issue(tmp_path, "00000", Role.CLIENT)
     server = GrpcServerTransport(
-        issue(tmp_path, "coordinator", Role.SERVER), TrustStore.load(tmp_path), run=SPEC
+        tls_identity(issue(tmp_path, "coordinator", Role.SERVER)),
+        _check(TrustStore.load(tmp_path)),
+        run=SPEC,
     )
     port = server.start()
     apps, _ = digits_apps()
@@ -312,7 +323,8 @@ def test_reloading_trust_disconnects_a_revoked_participant(tmp_path: Path) -> No
 
     def participate() -> None:
         try:
-            run_participant(f"127.0.0.1:{port}", node, factory(apps[0]), stop, backoff=FAST)
+            identity = tls_identity(node)
+            run_participant(f"127.0.0.1:{port}", identity, factory(apps[0]), stop, backoff=FAST)
         except ParticipantRefused as err:
             refused.append(err)
 
@@ -321,7 +333,7 @@ def test_reloading_trust_disconnects_a_revoked_participant(tmp_path: Path) -> No
     try:
         _wait_for(lambda: server.available() == ["00000"])
         revoke(tmp_path, "00000")
-        server.reload_trust(TrustStore.load(tmp_path))
+        server.reload_check(_check(TrustStore.load(tmp_path)))
         assert server.available() == []
         t.join(timeout=10)  # it reconnects, and is refused
     finally:

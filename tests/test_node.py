@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedswarm.config import dump_config, parse_config
-from fedswarm.deploy._frames import RunSpec
 from fedswarm.deploy.node import PARTITION, NodeSetupError, find_node, load_npz, participant_factory
-from fedswarm.deploy.pki import Role, init_ca, issue
-from fedswarm.experiment import build
-from fedswarm.learner import GradientCorrection
+from fedswarm.run.build import build
+from fedswarm.run.config import dump_config, parse_config
+from fedswarm.security.pki import Role, init_ca, issue
+from fedswarm.training import GradientCorrection
+from fedswarm.transport.grpc.frames import RunSpec
 
 CONFIG = parse_config({"rounds": 1, "data": {"num_clients": 3}})
 

@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from typer.testing import CliRunner
 
 from fedswarm.cli import app
-from fedswarm.deploy.pki import (
+from fedswarm.security.pki import (
     CaPaths,
     NodePaths,
     PeerRejected,

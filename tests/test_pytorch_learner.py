@@ -10,17 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedswarm.algorithms.presets import fedavg
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.driver import run_rounds
-from fedswarm.learner import GradientCorrection, LocalTraining, OptimizerKind
+from fedswarm.presets import fedavg
 from fedswarm.pytorch.learner import TorchLearner, batch_indices
 from fedswarm.pytorch.models import CNN, MLP, CharLSTM
 from fedswarm.pytorch.params import load_params, module_params
 from fedswarm.seeding import client_seed
+from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.strategy import RunInfo
-from fedswarm.transport.memory import InMemoryTransport
+from fedswarm.training import GradientCorrection, LocalTraining, OptimizerKind
 
 
 def _data(n: int = 53, seed: int = 0) -> ArrayDataset:

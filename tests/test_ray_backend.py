@@ -22,16 +22,16 @@ import numpy as np
 import pytest
 
 from fedswarm.client import ClientApp
-from fedswarm.config import BackendKind, RunConfig, parse_config
 from fedswarm.driver import RoundReport, run_rounds
-from fedswarm.experiment import build
 from fedswarm.messages import ClientId, EvaluateIns
 from fedswarm.params import Params
+from fedswarm.run.build import build
+from fedswarm.run.config import BackendKind, RunConfig, parse_config
+from fedswarm.run.participants import ConfiguredClients
 from fedswarm.simulation.backends import Backend, Job, SequentialBackend
-from fedswarm.simulation.participants import ConfiguredClients
+from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.simulation.ray_backend import RayBackend
 from fedswarm.strategy import ServerState
-from fedswarm.transport.memory import InMemoryTransport
 
 STRATEGIES: list[dict[str, Any]] = [
     {"name": "fedavg"},
@@ -211,5 +211,5 @@ def test_missing_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_importing_fedswarm_does_not_import_ray() -> None:
-    code = "import sys, fedswarm.experiment, fedswarm.simulation; sys.exit('ray' in sys.modules)"
+    code = "import sys, fedswarm.run.simulate, fedswarm.simulation; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from fedswarm import config as cfg
+from fedswarm.run import config as cfg
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -10,12 +10,12 @@ import pytest
 from fedswarm.aggregate import Weighting
 from fedswarm.algorithms.scaffold import Scaffold, ScaffoldExtra
 from fedswarm.driver import RoundPolicy, pump
-from fedswarm.learner import Evaluation, LocalTraining, OptimizerKind
 from fedswarm.messages import ClientId, EvaluateRes, FitRes, Outcome
 from fedswarm.params import Params, ParamSpec
 from fedswarm.rounds import QuorumError, evaluate_round, fit_round
 from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
 from fedswarm.strategy import RunInfo, Strategy
+from fedswarm.training import Evaluation, LocalTraining, OptimizerKind
 from fedswarm.transport.base import Fold, Request
 
 RUN = RunInfo("bugs", seed=0)

@@ -23,7 +23,6 @@ from fedswarm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.driver import RoundPolicy, RoundReport, pump, run_rounds
-from fedswarm.learner import Evaluation, GradientCorrection, LocalFit, LocalTraining
 from fedswarm.messages import ClientId, EvaluateRes, Failure, FitIns, FitRes, Outcome, Stage
 from fedswarm.params import Params
 from fedswarm.rounds import (
@@ -36,9 +35,10 @@ from fedswarm.rounds import (
 )
 from fedswarm.sampling import UniformSampler
 from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
+from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.training import Evaluation, GradientCorrection, LocalFit, LocalTraining
 from fedswarm.transport.base import ClientError, Fold, Request, Transport
-from fedswarm.transport.memory import InMemoryTransport
 
 RUN = RunInfo("test-run", seed=11)
 FULL_BATCH = LocalTraining(batch_size=10_000, lr=0.5, epochs=None, steps=1)

@@ -19,12 +19,13 @@ from safetensors.numpy import save_file
 
 from fedswarm.algorithms.scaffold import CLIENT_CONTROL
 from fedswarm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from fedswarm.config import RunConfig, config_sha256, loads_config
 from fedswarm.driver import RoundReport
-from fedswarm.experiment import build_strategy, simulate
 from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.params import Params
-from fedswarm.rundir import RunDirectory, RunDirectoryError
+from fedswarm.run.build import build_strategy
+from fedswarm.run.config import RunConfig, config_sha256, loads_config
+from fedswarm.run.rundir import RunDirectory, RunDirectoryError
+from fedswarm.run.simulate import simulate
 from fedswarm.strategy import ServerState
 
 # 6 clients, half of them per round, so SCAFFOLD's per-client memories differ and matter.

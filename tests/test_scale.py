@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fedswarm.config import parse_config
 from fedswarm.data.synthetic import SyntheticDataset
 from fedswarm.driver import run_rounds
-from fedswarm.experiment import build
+from fedswarm.run.build import build
+from fedswarm.run.config import parse_config
 
 
 def test_hundred_thousand_clients_materialise_only_the_sampled(

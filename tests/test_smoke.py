@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from fedswarm.algorithms.presets import fedavg, fedprox, scaffold
 from fedswarm.client import ClientApp
 from fedswarm.data.digits import load_digits
 from fedswarm.data.partition import Partition, PartitionSpec
 from fedswarm.driver import run_rounds
-from fedswarm.learner import LocalTraining
+from fedswarm.presets import fedavg, fedprox, scaffold
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.models import MLP
+from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.strategy import RunInfo, Strategy
-from fedswarm.transport.memory import InMemoryTransport
+from fedswarm.training import LocalTraining
 
 TRAINING = LocalTraining(batch_size=10, lr=0.05, epochs=1)
 

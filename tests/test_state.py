@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from fedswarm.aggregate import weighted_mean
-from fedswarm.algorithms.presets import fedavg
 from fedswarm.checkpoint import Checkpoint, save_checkpoint
-from fedswarm.config import config_sha256, parse_config
 from fedswarm.deploy.state import StateDirError, StateStore
 from fedswarm.driver import RoundReport, pump
-from fedswarm.learner import LocalTraining
 from fedswarm.messages import Failure, FitRes, Outcome, Stage
 from fedswarm.params import Params
+from fedswarm.presets import fedavg
 from fedswarm.rounds import fit_round
+from fedswarm.run.config import config_sha256, parse_config
 from fedswarm.strategy import RunInfo, ServerState
+from fedswarm.training import LocalTraining
 from fedswarm.transport.base import Fold, Request
 
 CONFIG = parse_config({"rounds": 3, "data": {"num_clients": 2}})

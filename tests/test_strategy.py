@@ -11,13 +11,13 @@ import pytest
 from fedswarm.aggregate import Weighting
 from fedswarm.algorithms.fedprox import FedProx, ProxStep
 from fedswarm.algorithms.scaffold import Scaffold, ScaffoldExtra
-from fedswarm.learner import LocalTraining
 from fedswarm.messages import FitRes, ReplyExtra
 from fedswarm.params import Params
 from fedswarm.sampling import UniformSampler
 from fedswarm.seeding import client_seed, round_rng
 from fedswarm.server_opt import ServerSGD
 from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.training import LocalTraining
 
 RUN = RunInfo("run-x", seed=5)
 TRAINING = LocalTraining(batch_size=4, lr=0.1)

@@ -10,15 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fedswarm.algorithms.presets import fedavg, scaffold
 from fedswarm.client import ClientApp
-from fedswarm.config import parse_config
 from fedswarm.data.digits import load_digits
-from fedswarm.experiment import build_strategy
-from fedswarm.learner import LocalTraining
+from fedswarm.presets import fedavg, scaffold
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.models import MLP
+from fedswarm.run.build import build_strategy
+from fedswarm.run.config import parse_config
 from fedswarm.strategy import RunInfo
+from fedswarm.training import LocalTraining
 from fedswarm.transforms import ClipNorm
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 from torch import nn
 
 from fedswarm.data.arrays import ArrayDataset
-from fedswarm.learner import GradientCorrection, Learner, LocalFit, LocalTraining, OptimizerKind
+from fedswarm.learner import Learner
 from fedswarm.params import Params
 from fedswarm.pytorch import vectorized
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.models import CNN, MLP, CharLSTM, LogisticRegression
 from fedswarm.pytorch.vectorized import NotVectorizable, VectorizedTorchLearner, vectorizable
+from fedswarm.training import GradientCorrection, LocalFit, LocalTraining, OptimizerKind
 
 ModelFn = Callable[[], nn.Module]
 

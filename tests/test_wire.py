@@ -21,10 +21,10 @@ from hypothesis.extra.numpy import arrays
 
 from fedswarm.aggregate import Weighting
 from fedswarm.algorithms import LocalSGD, LocalSGDStep, ProxStep, ScaffoldExtra, ScaffoldStep
-from fedswarm.learner import LocalTraining, OptimizerKind
 from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Stage
 from fedswarm.params import Params, ParamSpec, TensorSpec
 from fedswarm.rounds import FitReplyCheck
+from fedswarm.training import LocalTraining, OptimizerKind
 from fedswarm.transforms import ClipNorm
 from fedswarm.wire import (
     DEFAULT_CHUNK_BYTES,

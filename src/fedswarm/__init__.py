@@ -3,20 +3,55 @@
 The public surface: parameters and messages, the composable :class:`Strategy` and its
 named presets, the transport interface with its in-memory implementation, the round
 driver, the PyTorch learner, and configuration.
+
+Names load lazily, so ``import fedswarm.messages`` (a participant written against the wire
+types, a coordinator's protocol) loads neither torch nor scikit-learn.
 """
 
-from fedswarm.aggregate import Weighting, weighted_mean
-from fedswarm.algorithms.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
-from fedswarm.client import ClientApp
-from fedswarm.config import RunConfig, load_config
-from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
-from fedswarm.learner import LocalTraining, OptimizerKind
-from fedswarm.params import Params
-from fedswarm.sampling import UniformSampler
-from fedswarm.server_opt import AdaptiveRule
-from fedswarm.strategy import RunInfo, ServerState, Strategy
-from fedswarm.transport.base import Transport
-from fedswarm.transport.memory import InMemoryTransport
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fedswarm.aggregate import Weighting, weighted_mean
+    from fedswarm.client import ClientApp
+    from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
+    from fedswarm.params import Params
+    from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
+    from fedswarm.run.config import RunConfig, load_config
+    from fedswarm.sampling import UniformSampler
+    from fedswarm.server_opt import AdaptiveRule
+    from fedswarm.simulation.memory import InMemoryTransport
+    from fedswarm.strategy import RunInfo, ServerState, Strategy
+    from fedswarm.training import LocalTraining, OptimizerKind
+    from fedswarm.transport.base import Transport
+
+_WHERE = {
+    "AdaptiveRule": "fedswarm.server_opt",
+    "ClientApp": "fedswarm.client",
+    "InMemoryTransport": "fedswarm.simulation.memory",
+    "LocalTraining": "fedswarm.training",
+    "OptimizerKind": "fedswarm.training",
+    "Params": "fedswarm.params",
+    "RoundPolicy": "fedswarm.driver",
+    "RoundReport": "fedswarm.driver",
+    "RunConfig": "fedswarm.run.config",
+    "RunInfo": "fedswarm.strategy",
+    "ServerState": "fedswarm.strategy",
+    "Strategy": "fedswarm.strategy",
+    "Transport": "fedswarm.transport.base",
+    "UniformSampler": "fedswarm.sampling",
+    "Weighting": "fedswarm.aggregate",
+    "fedavg": "fedswarm.presets",
+    "fedavgm": "fedswarm.presets",
+    "fedopt": "fedswarm.presets",
+    "fedprox": "fedswarm.presets",
+    "load_config": "fedswarm.run.config",
+    "run_rounds": "fedswarm.driver",
+    "scaffold": "fedswarm.presets",
+    "weighted_mean": "fedswarm.aggregate",
+}
 
 __all__ = [
     "AdaptiveRule",
@@ -45,3 +80,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fedswarm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

@@ -19,8 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # the CLI imports torch, sklearn and matplotlib only when a run starts
-    from fedswarm.config import RunConfig
     from fedswarm.driver import RoundReport
+    from fedswarm.run.config import RunConfig
 
 __all__ = ["app", "main"]
 
@@ -58,7 +58,7 @@ def _line(r: RoundReport) -> str:
 
 
 def _execute(config: RunConfig, out: Path) -> dict[str, Any]:
-    from fedswarm.experiment import simulate  # torch import deferred: --help stays fast
+    from fedswarm.run.simulate import simulate  # torch import deferred: --help stays fast
 
     console.print(
         f"[bold]fedswarm[/bold] {config.strategy.name} on {config.data.name.value}, "
@@ -107,7 +107,7 @@ def _fail(what: str, exc: Exception, code: int) -> typer.Exit:
 
 def _guarded(config: RunConfig, out: Path) -> None:
     from fedswarm.data.errors import DatasetNotInstalledError
-    from fedswarm.rundir import RunDirectoryError
+    from fedswarm.run.rundir import RunDirectoryError
     from fedswarm.transport.base import ClientError
 
     try:
@@ -126,7 +126,7 @@ def demo(
     ] = None,
 ) -> None:
     """Embedded default: digits, 20 clients, Dirichlet(0.5) label skew, FedAvg."""
-    from fedswarm.config import loads_config, parse_config
+    from fedswarm.run.config import loads_config, parse_config
 
     raw = (files("fedswarm") / "configs" / "demo.toml").read_text()
     config = loads_config(raw, "demo config")
@@ -146,7 +146,7 @@ def run(
 
     The README's config reference lists every key; unknown keys are errors.
     """
-    from fedswarm.config import ConfigError, load_config
+    from fedswarm.run.config import ConfigError, load_config
 
     try:
         config = load_config(config_path)
@@ -192,7 +192,7 @@ def server(
     ] = None,
 ) -> None:
     """Coordinate a federation across machines: participants dial in with mutual TLS."""
-    from fedswarm.config import ConfigError, load_config
+    from fedswarm.run.config import ConfigError, load_config
 
     try:
         config = load_config(config_path)
@@ -200,8 +200,8 @@ def server(
         raise _fail("config error", exc, 2) from None
     from fedswarm.deploy.coordinator import Coordinator
     from fedswarm.deploy.node import NodeSetupError, find_node
-    from fedswarm.deploy.pki import PkiError, Role
     from fedswarm.deploy.state import StateDirError
+    from fedswarm.security.pki import PkiError, Role
 
     _deploy_logging()
     try:
@@ -229,16 +229,22 @@ def client(
     ] = "partition",
 ) -> None:
     """Take part in a federation: dial the coordinator and train on local data."""
-    from fedswarm.config import ConfigError
     from fedswarm.data.errors import DatasetNotInstalledError
-    from fedswarm.deploy.node import NodeSetupError, find_node, participant_factory
-    from fedswarm.deploy.participant import ParticipantRefused, run_participant
-    from fedswarm.deploy.pki import Role
+    from fedswarm.deploy.node import (
+        NodeSetupError,
+        find_node,
+        participant_factory,
+        tls_identity,
+    )
+    from fedswarm.run.config import ConfigError
+    from fedswarm.security.pki import Role
+    from fedswarm.transport.grpc.client import ParticipantRefused, run_participant
 
     _deploy_logging()
     try:
         node = find_node(pki, Role.CLIENT, name)
-        run_participant(server, node, participant_factory(name, data, own_process=True))
+        factory = participant_factory(name, data, own_process=True)
+        run_participant(server, tls_identity(node), factory)
     except ParticipantRefused as exc:
         raise _fail("refused by the coordinator", exc, 3) from None
     except (NodeSetupError, ConfigError, DatasetNotInstalledError, OSError) as exc:
@@ -261,7 +267,7 @@ DaysOption = Annotated[int, typer.Option(min=1, help="Validity in days.")]
 
 @contextmanager
 def _ca_errors() -> Iterator[None]:
-    from fedswarm.deploy.pki import PkiError
+    from fedswarm.security.pki import PkiError
 
     try:
         yield
@@ -278,7 +284,7 @@ def ca_init(
     days: DaysOption = 3650,
 ) -> None:
     """Create a federation CA: ca.key (0600), ca.crt, an empty ca.crl and index.json."""
-    from fedswarm.deploy.pki import init_ca
+    from fedswarm.security.pki import init_ca
 
     with _ca_errors():
         paths = init_ca(directory, name, days)
@@ -289,7 +295,7 @@ def ca_init(
 
 
 class NodeRole(enum.Enum):
-    """The CLI's view of ``fedswarm.deploy.pki.Role`` (kept equal by a test), so that
+    """The CLI's view of ``fedswarm.security.pki.Role`` (kept equal by a test), so that
     parsing the command line does not import the deployment stack."""
 
     SERVER = "server"
@@ -308,7 +314,7 @@ def ca_issue(
     ] = None,
 ) -> None:
     """Issue a node a key (0600) and a certificate signed by the CA, under DIR/nodes/."""
-    from fedswarm.deploy.pki import Role, issue
+    from fedswarm.security.pki import Role, issue
 
     with _ca_errors():
         node = issue(directory, name, Role(role.value), days, host or ())
@@ -320,7 +326,7 @@ def ca_issue(
 @ca_app.command("revoke")
 def ca_revoke(name: str, directory: CaDirOption = Path("pki")) -> None:
     """Revoke a node's certificate and re-sign the CRL (servers must reload ca.crl)."""
-    from fedswarm.deploy.pki import revoke
+    from fedswarm.security.pki import revoke
 
     with _ca_errors():
         revoke(directory, name)
@@ -332,7 +338,7 @@ def ca_list(directory: CaDirOption = Path("pki")) -> None:
     """List the certificates the CA has issued, revoked and expired ones included."""
     import datetime as dt
 
-    from fedswarm.deploy.pki import list_certificates
+    from fedswarm.security.pki import list_certificates
 
     with _ca_errors():
         entries = list_certificates(directory)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedswarm.data.arrays import ClientData
-from fedswarm.learner import GradientCorrection, Learner, LocalFit
+from fedswarm.learner import Learner
 from fedswarm.messages import (
     ClientId,
     ClientMemory,
@@ -16,6 +16,7 @@ from fedswarm.messages import (
     Instruction,
     Reply,
 )
+from fedswarm.training import GradientCorrection, LocalFit
 from fedswarm.transforms import apply_transforms
 
 __all__ = ["ClientApp"]

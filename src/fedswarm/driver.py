@@ -12,13 +12,13 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from fedswarm.learner import Evaluation
 from fedswarm.messages import ClientId, Failure, Outcome
 from fedswarm.params import Params
 from fedswarm.rounds import Exchange, evaluate_round, fit_round
 from fedswarm.sampling import Sampler
 from fedswarm.seeding import round_rng
 from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.training import Evaluation
 from fedswarm.transport.base import Transport
 
 __all__ = ["RoundPolicy", "RoundReport", "pump", "run_rounds"]

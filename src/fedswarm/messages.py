@@ -15,8 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from fedswarm.learner import GradientCorrection, LocalFit, LocalTraining
 from fedswarm.params import Params
+from fedswarm.training import GradientCorrection, LocalFit, LocalTraining
 from fedswarm.transforms import UpdateTransform
 
 __all__ = [

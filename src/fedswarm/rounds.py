@@ -16,7 +16,6 @@ import numpy as np
 
 from fedswarm.aggregate import MeanAccumulator, Weighting
 from fedswarm.algorithms.base import ClientUpdate
-from fedswarm.learner import Evaluation
 from fedswarm.messages import (
     ClientId,
     EvaluateIns,
@@ -28,6 +27,7 @@ from fedswarm.messages import (
 )
 from fedswarm.params import Params
 from fedswarm.strategy import FitSummary, RunInfo, ServerState, Strategy
+from fedswarm.training import Evaluation
 from fedswarm.transport.base import Fold, Request
 
 __all__ = [

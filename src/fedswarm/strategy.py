@@ -16,12 +16,12 @@ import numpy as np
 from fedswarm.aggregate import Aggregator, Weighting, client_weights, stack, weighted_mean
 from fedswarm.algorithms.base import ClientUpdate
 from fedswarm.algorithms.local_sgd import LocalSGD
-from fedswarm.learner import LocalTraining
 from fedswarm.messages import ClientId, FitIns, FitRes
 from fedswarm.params import Params
 from fedswarm.sampling import Sampler, UniformSampler
 from fedswarm.seeding import client_seed, round_rng
 from fedswarm.server_opt import OptimizerState, ServerOptimizer, ServerSGD
+from fedswarm.training import LocalTraining
 from fedswarm.transforms import UpdateTransform
 
 __all__ = ["FitSummary", "RunInfo", "ServerState", "Strategy"]

@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from fedswarm.learner import LocalTraining
 from fedswarm.messages import ClientStep, FitRes
+from fedswarm.training import LocalTraining
 
 __all__ = ["ClientUpdate", "Slots"]
 

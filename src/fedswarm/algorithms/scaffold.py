@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedswarm.algorithms.base import Slots
-from fedswarm.learner import GradientCorrection, LocalFit, LocalTraining
 from fedswarm.messages import ClientMemory, ClientStep, FitRes, ReplyExtra
+from fedswarm.training import GradientCorrection, LocalFit, LocalTraining
 
 __all__ = ["Scaffold", "ScaffoldExtra", "ScaffoldStep"]
 

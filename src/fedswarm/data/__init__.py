@@ -2,29 +2,67 @@
 
 Every loader returns a :class:`FederatedDataset`: metadata, a central test set, and clients
 materialised on demand. Pick one by name with :func:`load_dataset` and a :class:`DataSpec`.
+
+Names load lazily: ``import fedswarm.data.arrays`` (what messages and learners need) loads
+numpy alone, and each loader's dependencies (scikit-learn, scipy) load with the loader.
 """
 
-from fedswarm.data.arrays import ArrayDataset, ClientData, FederatedDataset, concat
-from fedswarm.data.digits import load_digits
-from fedswarm.data.errors import DatasetNotInstalledError
-from fedswarm.data.fashion_mnist import load_fashion_mnist
-from fedswarm.data.heart import load_heart
-from fedswarm.data.natural import NaturalDataset
-from fedswarm.data.partition import (
-    DirichletScheme,
-    Partition,
-    PartitionSpec,
-    dirichlet,
-    dirichlet_clients,
-    iid,
-    partition,
-    quantity_skew,
-    shards,
-)
-from fedswarm.data.partitioned import PartitionedDataset
-from fedswarm.data.registry import DatasetName, DataSpec, dataset_name, load_dataset
-from fedswarm.data.shakespeare import ShakespeareDataset, load_shakespeare
-from fedswarm.data.synthetic import load_synthetic
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fedswarm.data.arrays import ArrayDataset, ClientData, FederatedDataset, concat
+    from fedswarm.data.digits import load_digits
+    from fedswarm.data.errors import DatasetNotInstalledError
+    from fedswarm.data.fashion_mnist import load_fashion_mnist
+    from fedswarm.data.heart import load_heart
+    from fedswarm.data.natural import NaturalDataset
+    from fedswarm.data.partition import (
+        DirichletScheme,
+        Partition,
+        PartitionSpec,
+        dirichlet,
+        dirichlet_clients,
+        iid,
+        partition,
+        quantity_skew,
+        shards,
+    )
+    from fedswarm.data.partitioned import PartitionedDataset
+    from fedswarm.data.registry import DatasetName, DataSpec, dataset_name, load_dataset
+    from fedswarm.data.shakespeare import ShakespeareDataset, load_shakespeare
+    from fedswarm.data.synthetic import load_synthetic
+
+_WHERE = {
+    "ArrayDataset": "fedswarm.data.arrays",
+    "ClientData": "fedswarm.data.arrays",
+    "DataSpec": "fedswarm.data.registry",
+    "DatasetName": "fedswarm.data.registry",
+    "DatasetNotInstalledError": "fedswarm.data.errors",
+    "DirichletScheme": "fedswarm.data.partition",
+    "FederatedDataset": "fedswarm.data.arrays",
+    "NaturalDataset": "fedswarm.data.natural",
+    "Partition": "fedswarm.data.partition",
+    "PartitionSpec": "fedswarm.data.partition",
+    "PartitionedDataset": "fedswarm.data.partitioned",
+    "ShakespeareDataset": "fedswarm.data.shakespeare",
+    "concat": "fedswarm.data.arrays",
+    "dataset_name": "fedswarm.data.registry",
+    "dirichlet": "fedswarm.data.partition",
+    "dirichlet_clients": "fedswarm.data.partition",
+    "iid": "fedswarm.data.partition",
+    "load_dataset": "fedswarm.data.registry",
+    "load_digits": "fedswarm.data.digits",
+    "load_fashion_mnist": "fedswarm.data.fashion_mnist",
+    "load_heart": "fedswarm.data.heart",
+    "load_shakespeare": "fedswarm.data.shakespeare",
+    "load_synthetic": "fedswarm.data.synthetic",
+    "partition": "fedswarm.data.partition",
+    "quantity_skew": "fedswarm.data.partition",
+    "shards": "fedswarm.data.partition",
+}
 
 __all__ = [
     "ArrayDataset",
@@ -54,3 +92,16 @@ __all__ = [
     "quantity_skew",
     "shards",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fedswarm.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

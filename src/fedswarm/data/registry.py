@@ -11,12 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fedswarm.data.arrays import FederatedDataset
-from fedswarm.data.digits import load_digits
-from fedswarm.data.fashion_mnist import load_fashion_mnist
-from fedswarm.data.heart import load_heart
 from fedswarm.data.partition import Partition, PartitionSpec
-from fedswarm.data.shakespeare import load_shakespeare
-from fedswarm.data.synthetic import load_synthetic
 
 __all__ = ["DataSpec", "DatasetName", "dataset_name", "load_dataset"]
 
@@ -83,6 +78,8 @@ def _natural_only(spec: DataSpec) -> None:
 
 
 def _digits(spec: DataSpec) -> FederatedDataset:
+    from fedswarm.data.digits import load_digits  # each loader's dependencies load with it
+
     return load_digits(
         num_clients=10 if spec.num_clients is None else spec.num_clients,
         partition=spec.partition or PartitionSpec(),
@@ -93,6 +90,10 @@ def _digits(spec: DataSpec) -> FederatedDataset:
 
 
 def _fashion_mnist(spec: DataSpec) -> FederatedDataset:
+    from fedswarm.data.fashion_mnist import (
+        load_fashion_mnist,  # each loader's dependencies load with it
+    )
+
     return load_fashion_mnist(
         num_clients=10 if spec.num_clients is None else spec.num_clients,
         partition=spec.partition or PartitionSpec(),
@@ -103,6 +104,10 @@ def _fashion_mnist(spec: DataSpec) -> FederatedDataset:
 
 
 def _shakespeare(spec: DataSpec) -> FederatedDataset:
+    from fedswarm.data.shakespeare import (
+        load_shakespeare,  # each loader's dependencies load with it
+    )
+
     _natural_only(spec)
     return load_shakespeare(
         min_chars=spec.min_chars,
@@ -115,6 +120,8 @@ def _shakespeare(spec: DataSpec) -> FederatedDataset:
 
 
 def _heart(spec: DataSpec) -> FederatedDataset:
+    from fedswarm.data.heart import load_heart  # each loader's dependencies load with it
+
     _natural_only(spec)
     return load_heart(
         num_clients=spec.num_clients,
@@ -124,6 +131,8 @@ def _heart(spec: DataSpec) -> FederatedDataset:
 
 
 def _synthetic(spec: DataSpec) -> FederatedDataset:
+    from fedswarm.data.synthetic import load_synthetic  # each loader's dependencies load with it
+
     _natural_only(spec)
     return load_synthetic(
         num_clients=30 if spec.num_clients is None else spec.num_clients,

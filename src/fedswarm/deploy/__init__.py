@@ -1,35 +1,5 @@
-"""Running a federation for real: the PKI for mutual TLS (re-exported here), the
-coordinator (:mod:`.coordinator`, its state directory :mod:`.state`) and the participant
-(:mod:`.participant`, its credentials and data :mod:`.node`)."""
+"""Running a federation for real: the coordinator (:mod:`.coordinator`, its state directory
+:mod:`.state`) and a participant's setup (:mod:`.node`: credentials and data), over the gRPC
+transport (:mod:`fedswarm.transport.grpc`) and the PKI (:mod:`fedswarm.security`)."""
 
-from fedswarm.deploy.pki import (
-    CaPaths,
-    IndexEntry,
-    NodePaths,
-    PeerRejected,
-    PkiError,
-    Rejection,
-    Role,
-    TrustStore,
-    init_ca,
-    issue,
-    list_certificates,
-    revoke,
-    verify_peer,
-)
-
-__all__ = [
-    "CaPaths",
-    "IndexEntry",
-    "NodePaths",
-    "PeerRejected",
-    "PkiError",
-    "Rejection",
-    "Role",
-    "TrustStore",
-    "init_ca",
-    "issue",
-    "list_certificates",
-    "revoke",
-    "verify_peer",
-]
+__all__: list[str] = []

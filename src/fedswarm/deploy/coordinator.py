@@ -1,7 +1,7 @@
 """``fedswarm server``: run a config's rounds with participants on other machines.
 
 The same strategy, round protocol and driver as a simulation (:func:`fedswarm.driver.
-run_rounds`), over :class:`~fedswarm.transport.grpc_transport.GrpcServerTransport` instead
+run_rounds`), over :class:`~fedswarm.transport.grpc.server.GrpcServerTransport` instead
 of the in-memory transport. Before each round the coordinator waits for the configured
 participants (``[deployment] clients``) or ``join_timeout_s``, whichever comes first, and
 re-reads the CRL if it changed. After each round it commits the state to the state
@@ -20,20 +20,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedswarm.config import RunConfig, dump_config
-from fedswarm.deploy._frames import RunSpec
-from fedswarm.deploy.pki import NodePaths, TrustStore
+from fedswarm.deploy.node import peer_check, tls_identity
 from fedswarm.deploy.state import StateStore
 from fedswarm.driver import RoundReport, run_rounds
-from fedswarm.experiment import build_strategy, data_spec, round_policy, torch_settings
 from fedswarm.messages import ClientId, Outcome
-from fedswarm.models import model_factory
 from fedswarm.pytorch.learner import TorchLearner
+from fedswarm.pytorch.settings import torch_settings
 from fedswarm.rounds import QuorumError
-from fedswarm.simulation.participants import configured_dataset
+from fedswarm.run.build import build_strategy, data_spec, round_policy
+from fedswarm.run.config import RunConfig, dump_config
+from fedswarm.run.models import model_factory
+from fedswarm.run.participants import configured_dataset
+from fedswarm.security.pki import NodePaths, Role, TrustStore
 from fedswarm.strategy import RunInfo, ServerState
 from fedswarm.transport.base import Fold, Request
-from fedswarm.transport.grpc_transport import GrpcServerTransport
+from fedswarm.transport.grpc.frames import RunSpec
+from fedswarm.transport.grpc.server import GrpcServerTransport
 
 __all__ = ["Coordinator", "parse_address"]
 
@@ -84,7 +86,7 @@ class _Gate:
         if mtime != self._crl_mtime:
             if self._crl_mtime:
                 _log.info("%s changed: reloading the revocation list", self.crl)
-            self.inner.reload_trust(TrustStore.load(self.crl.parent))
+            self.inner.reload_check(peer_check(TrustStore.load(self.crl.parent), Role.CLIENT))
             self._crl_mtime = mtime
 
 
@@ -146,8 +148,8 @@ class Coordinator:
     def _transport(self, spec: RunSpec) -> GrpcServerTransport:
         d = self.config.deployment
         return GrpcServerTransport(
-            self.node,
-            TrustStore.load(self.pki),
+            tls_identity(self.node),
+            peer_check(TrustStore.load(self.pki), Role.CLIENT),
             max_message_bytes=d.max_message_mb << 20,
             max_uploads=d.max_uploads,
             max_downloads=d.max_downloads,

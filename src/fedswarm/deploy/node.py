@@ -15,22 +15,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from fedswarm.client import ClientApp
-from fedswarm.config import loads_config
 from fedswarm.data.arrays import ArrayDataset, ClientData
-from fedswarm.deploy._frames import RunSpec
-from fedswarm.deploy.participant import AppFactory
-from fedswarm.deploy.pki import NodePaths, Role
-from fedswarm.experiment import data_spec
-from fedswarm.models import model_factory
 from fedswarm.pytorch.learner import TorchLearner
-from fedswarm.simulation.participants import configured_dataset
+from fedswarm.pytorch.settings import set_torch_settings
+from fedswarm.run.build import data_spec
+from fedswarm.run.config import loads_config
+from fedswarm.run.models import model_factory
+from fedswarm.run.participants import configured_dataset
+from fedswarm.security.pki import NodePaths, PeerRejected, Role, TrustStore
+from fedswarm.transport.grpc.client import AppFactory
+from fedswarm.transport.grpc.frames import RunSpec
+from fedswarm.transport.grpc.tls import PeerCheck, PeerRefused, TlsIdentity
 
-__all__ = ["PARTITION", "NodeSetupError", "find_node", "participant_factory"]
+__all__ = [
+    "PARTITION",
+    "NodeSetupError",
+    "find_node",
+    "participant_factory",
+    "peer_check",
+    "tls_identity",
+]
 
 PARTITION = "partition"
 
@@ -64,6 +72,24 @@ def find_node(pki: Path, role: Role, name: str | None = None) -> NodePaths:
     return NodePaths(name, role, key, cert, ca)
 
 
+def tls_identity(node: NodePaths) -> TlsIdentity:
+    """``node``'s credentials as the gRPC transport takes them."""
+    return TlsIdentity.from_files(node.key, node.cert, node.ca_cert)
+
+
+def peer_check(trust: TrustStore, role: Role) -> PeerCheck:
+    """The gRPC server's check of a connecting peer: a ``role`` certificate of this
+    federation, neither revoked nor expired; its identity is its common name."""
+
+    def check(cert_pem: bytes) -> str:
+        try:
+            return trust.verify(cert_pem, role)
+        except PeerRejected as err:
+            raise PeerRefused(str(err)) from None
+
+    return check
+
+
 def _role(cert: Path) -> str:
     try:
         subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
@@ -93,8 +119,7 @@ def participant_factory(name: str, data: str, *, own_process: bool = False) -> A
     def build(spec: RunSpec) -> ClientApp:
         config = loads_config(spec.config_toml, "the coordinator's config")
         if own_process:
-            torch.use_deterministic_algorithms(True)
-            torch.set_num_threads(config.simulation.threads)
+            set_torch_settings(config.simulation.threads)
         if data == PARTITION:
             dataset = configured_dataset(data_spec(config.data, config.seed))
             if name not in set(dataset.client_ids()):

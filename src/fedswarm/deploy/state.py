@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from fedswarm.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from fedswarm.config import RunConfig, config_sha256, dump_config
 from fedswarm.driver import RoundReport
 from fedswarm.messages import ClientId
-from fedswarm.rundir import write_results
+from fedswarm.run.config import RunConfig, config_sha256, dump_config
+from fedswarm.run.rundir import write_results
 from fedswarm.strategy import ServerState
 
 __all__ = ["ClientRecord", "StateDirError", "StateStore"]

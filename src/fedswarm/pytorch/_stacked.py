@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from fedswarm.learner import GradientCorrection, LocalTraining, OptimizerKind
+from fedswarm.training import GradientCorrection, LocalTraining, OptimizerKind
 
 __all__ = ["OptState", "corrector", "gated", "init_state", "optimizer_step"]
 

@@ -12,15 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedswarm.data.arrays import ArrayDataset
-from fedswarm.learner import (
-    Evaluation,
-    GradientCorrection,
-    LocalFit,
-    LocalTraining,
-    OptimizerKind,
-)
 from fedswarm.params import Params
 from fedswarm.pytorch.params import flat_tensor, load_params, module_params, named_slices
+from fedswarm.training import Evaluation, GradientCorrection, LocalFit, LocalTraining, OptimizerKind
 
 __all__ = ["LossFn", "TorchLearner", "batch_indices", "make_optimizer"]
 

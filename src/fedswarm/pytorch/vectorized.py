@@ -43,15 +43,10 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from fedswarm.data.arrays import ArrayDataset
-from fedswarm.learner import (
-    Evaluation,
-    GradientCorrection,
-    LocalFit,
-    LocalTraining,
-)
 from fedswarm.params import Params, ParamSpec
 from fedswarm.pytorch._stacked import corrector, gated, init_state, optimizer_step
 from fedswarm.pytorch.learner import LossFn, TorchLearner, _Workspaces, batch_indices
+from fedswarm.training import Evaluation, GradientCorrection, LocalFit, LocalTraining
 
 __all__ = ["CHUNK_FLOATS", "NotVectorizable", "VectorizedTorchLearner", "vectorizable"]
 

@@ -1,4 +1,5 @@
-"""Simulation engine: backends that run many virtual participants on one or many machines."""
+"""Simulation engine: the in-memory transport and the backends that run many virtual
+participants on one or many machines."""
 
 from fedswarm.simulation.backends import (
     Backend,
@@ -8,10 +9,12 @@ from fedswarm.simulation.backends import (
     SequentialBackend,
     VectorizedBackend,
 )
+from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.simulation.ray_backend import RayBackend
 
 __all__ = [
     "Backend",
+    "InMemoryTransport",
     "Job",
     "JobResult",
     "ProcessBackend",

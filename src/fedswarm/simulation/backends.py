@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fedswarm.client import ClientApp
-from fedswarm.learner import BatchLearner, LocalTraining
+from fedswarm.learner import BatchLearner
 from fedswarm.messages import ClientId, ClientMemory, FitIns, Instruction, Reply
+from fedswarm.training import LocalTraining
 
 __all__ = [
     "Backend",
@@ -32,7 +33,6 @@ __all__ = [
     "ProcessBackend",
     "SequentialBackend",
     "VectorizedBackend",
-    "worker_torch_settings",
 ]
 
 ClientFactory = Callable[[ClientId], ClientApp]
@@ -151,23 +151,13 @@ def _fit_group(members: Sequence[tuple[int, Job, ClientApp]]) -> list[JobResult]
 _WORKER_FACTORY: ClientFactory | None = None
 
 
-def worker_torch_settings() -> None:
-    """Torch in a worker process (a pool's or a Ray actor's), for good: one intra-op
-    thread, since the workers are the parallelism, and deterministic kernels, as the driver
-    runs them (``experiment.torch_settings``). Switching determinism on imports
-    ``torch._dynamo`` (about 2 s), which the first ``torch.optim`` optimiser would
-    otherwise import inside the first round."""
-    import torch
-
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
-
-
 def _init_worker(make_client: ClientFactory, warm_up: ClientId | None) -> None:
     global _WORKER_FACTORY  # one factory per worker process, set once at start-up
     _WORKER_FACTORY = make_client
-    worker_torch_settings()
+    from fedswarm.pytorch.settings import set_torch_settings
+
+    # the workers are the parallelism: one intra-op thread each, deterministic as the driver
+    set_torch_settings(threads=1)
     if warm_up is not None:
         make_client(warm_up)  # loads the data and builds the learner, once per worker
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fedswarm.learner import LocalTraining
 from fedswarm.messages import ClientId
 from fedswarm.seeding import round_rng
+from fedswarm.training import LocalTraining
 
 __all__ = ["DeviceModel"]
 

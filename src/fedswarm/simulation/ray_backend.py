@@ -2,7 +2,7 @@
 Ray cluster.
 
 Each actor receives the (picklable) client factory once, when it is created, and builds
-its participants itself, so a :class:`~fedswarm.simulation.participants.ConfiguredClients`
+its participants itself, so a :class:`~fedswarm.run.participants.ConfiguredClients`
 loads the dataset in the actor and client data never leaves it. Jobs go out in chunks:
 the jobs of a round share their parameter vector (and SCAFFOLD's control variate), and a
 chunk is pickled once, so a shared array is copied once per chunk rather than once per
@@ -29,7 +29,6 @@ from fedswarm.simulation.backends import (
     JobResult,
     _check_picklable,
     run_job,
-    worker_torch_settings,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +43,9 @@ class _ParticipantHost:
     """The body of one Ray actor: participants built with its own copy of the factory."""
 
     def __init__(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
-        worker_torch_settings()
+        from fedswarm.pytorch.settings import set_torch_settings
+
+        set_torch_settings(threads=1)  # the actors are the parallelism
         self._make_client = make_client
         if warm_up is not None:
             make_client(warm_up)  # loads the data and builds the learner, once per actor

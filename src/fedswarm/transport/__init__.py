@@ -1,6 +1,9 @@
-"""Transports: how instructions reach participants and replies come back."""
+"""Transports: how instructions reach participants and replies come back.
 
-from fedswarm.transport.base import ClientError, Request, Transport
-from fedswarm.transport.memory import InMemoryTransport
+:mod:`.base` is the one interface; the in-memory transport of simulation is
+:class:`fedswarm.simulation.memory.InMemoryTransport`, the network one is in :mod:`.grpc`.
+"""
 
-__all__ = ["ClientError", "InMemoryTransport", "Request", "Transport"]
+from fedswarm.transport.base import ClientError, Fold, Request, Transport
+
+__all__ = ["ClientError", "Fold", "Request", "Transport"]

@@ -7,9 +7,9 @@ import struct
 from collections.abc import Callable
 from typing import TypeAlias
 
-from fedswarm.learner import LocalTraining, OptimizerKind
 from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Stage
 from fedswarm.params import Params, ParamSpec, TensorSpec
+from fedswarm.training import LocalTraining, OptimizerKind
 from fedswarm.wire._errors import WireError
 from fedswarm.wire._fields import Fields, check_integer, dump_header, parse_header
 from fedswarm.wire._registry import EXTRAS, STEPS, TRANSFORMS

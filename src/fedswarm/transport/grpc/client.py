@@ -3,11 +3,11 @@
 A participant connects out with mutual TLS (so it works behind NAT), holds one stream
 open, and answers each instruction with its :class:`~fedswarm.client.ClientApp` and its own
 memory, which stays in this process between rounds. The app is built from the
-:class:`~fedswarm.deploy._frames.RunSpec` the coordinator sends first (rebuilt, and the
+:class:`~fedswarm.transport.grpc.frames.RunSpec` the coordinator sends first (rebuilt, and the
 memory cleared, if a new run starts). It stops when the coordinator says the
 run is over or ``stop`` is set, and reconnects with capped exponential backoff when the
 connection drops. The coordinator is
-:class:`fedswarm.transport.grpc_transport.GrpcServerTransport`.
+:class:`fedswarm.transport.grpc.server.GrpcServerTransport`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from fedswarm.client import ClientApp
-from fedswarm.deploy._frames import (
+from fedswarm.messages import ClientMemory, EvaluateIns, Failure, FitIns, Stage
+from fedswarm.transport.grpc.frames import (
     METHOD,
     Kind,
     RunSpec,
@@ -30,8 +31,7 @@ from fedswarm.deploy._frames import (
     read_hello,
     unpack,
 )
-from fedswarm.deploy.pki import NodePaths
-from fedswarm.messages import ClientMemory, EvaluateIns, Failure, FitIns, Stage
+from fedswarm.transport.grpc.tls import TlsIdentity
 from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Message, WireError, decode, encode
 
 __all__ = ["AppFactory", "Backoff", "ParticipantRefused", "run_participant"]
@@ -62,7 +62,7 @@ class Backoff:
 
 def run_participant(
     server: str,
-    pki: NodePaths,
+    identity: TlsIdentity,
     app: AppFactory,
     stop: threading.Event | None = None,
     *,
@@ -77,9 +77,9 @@ def run_participant(
     data, data that does not fit the model) propagates: retrying cannot fix it.
     """
     creds = grpc.ssl_channel_credentials(
-        root_certificates=pki.ca_cert.read_bytes(),
-        private_key=pki.key.read_bytes(),
-        certificate_chain=pki.cert.read_bytes(),
+        root_certificates=identity.ca_cert,
+        private_key=identity.key,
+        certificate_chain=identity.cert,
     )
     participant = _Participant(
         server, creds, app, stop or threading.Event(), backoff, max_message_bytes, chunk_bytes

@@ -27,7 +27,7 @@ from pydantic import (
 from fedswarm.aggregate import Weighting
 from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
-from fedswarm.learner import OptimizerKind
+from fedswarm.training import OptimizerKind
 
 __all__ = [
     "BackendKind",

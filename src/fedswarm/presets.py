@@ -5,10 +5,10 @@ from __future__ import annotations
 from fedswarm.aggregate import Weighting
 from fedswarm.algorithms.fedprox import FedProx
 from fedswarm.algorithms.scaffold import Scaffold
-from fedswarm.learner import LocalTraining
 from fedswarm.sampling import Sampler, UniformSampler
 from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
 from fedswarm.strategy import Strategy
+from fedswarm.training import LocalTraining
 
 __all__ = ["fedavg", "fedavgm", "fedopt", "fedprox", "scaffold"]
 

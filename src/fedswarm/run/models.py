@@ -9,8 +9,8 @@ from typing import Protocol
 
 from torch import nn
 
-from fedswarm.config import ModelConfig, ModelName
 from fedswarm.pytorch.models import CNN, MLP, CharLSTM, LogisticRegression
+from fedswarm.run.config import ModelConfig, ModelName
 
 __all__ = ["DataSchema", "model_factory"]
 

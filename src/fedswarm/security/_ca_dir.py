@@ -1,11 +1,11 @@
 """A CA directory on disk: where each file lives, the registry of issued certificates, and
 writes that are whole or absent.
 
-The layout is described in :mod:`fedswarm.deploy.pki`, which re-exports :class:`CaPaths`,
+The layout is described in :mod:`fedswarm.security.pki`, which re-exports :class:`CaPaths`,
 :class:`NodePaths` and :class:`IndexEntry`. Every write goes through :func:`write`: a temporary
 file created with its final mode (0600 for keys), then renamed or linked into place, so a
 reader never sees half a file and a key is never readable by others. Read failures become
-:class:`~fedswarm.deploy.pki.PkiError` naming the file.
+:class:`~fedswarm.security.pki.PkiError` naming the file.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fedswarm.deploy._x509 import PkiError, Role
+from fedswarm.security._x509 import PkiError, Role
 
 __all__ = [
     "CaIndex",

@@ -33,9 +33,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fedswarm.deploy import _ca_dir, _x509
-from fedswarm.deploy._ca_dir import CaIndex, CaPaths, IndexEntry, NodePaths
-from fedswarm.deploy._x509 import PeerRejected, PkiError, Rejection, Role
+from fedswarm.security import _ca_dir, _x509
+from fedswarm.security._ca_dir import CaIndex, CaPaths, IndexEntry, NodePaths
+from fedswarm.security._x509 import PeerRejected, PkiError, Rejection, Role
 
 __all__ = [
     "CaPaths",

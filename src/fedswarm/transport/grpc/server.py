@@ -2,15 +2,15 @@
 
 Participants dial out (so they work behind NAT) with mutual TLS and hold one bidirectional
 stream open: the coordinator sends instructions down it, they send replies up it, each as
-chunked :mod:`fedswarm.wire` messages (see :mod:`fedswarm.deploy._frames`). An open stream
-is a connected participant; its identity is its certificate's common name, checked against
-the federation's :class:`~fedswarm.deploy.pki.TrustStore` (CRL included, which gRPC cannot
-check itself) when it connects and again whenever the store is reloaded.
+chunked :mod:`fedswarm.wire` messages (see :mod:`.frames`). An open stream is a connected
+participant; its identity is what the coordinator's :data:`~.tls.PeerCheck` makes of its
+certificate (the federation's PKI, CRL included, which gRPC cannot check itself) when it
+connects, and again whenever the check is replaced.
 
 A reply counts only if it answers an instruction still outstanding for the participant
 that sent it, carries that participant's own id and the instruction's round; anything else
 (late, replayed, duplicated or forged) is refused and logged. The participant loop is
-:func:`fedswarm.deploy.participant.run_participant`.
+:func:`fedswarm.transport.grpc.client.run_participant`.
 """
 
 from __future__ import annotations
@@ -29,17 +29,6 @@ import grpc
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from fedswarm.deploy._frames import (
-    METHOD,
-    Kind,
-    RunSpec,
-    end_frame,
-    hello_frame,
-    message_frames,
-    new_message_id,
-    unpack,
-)
-from fedswarm.deploy.pki import NodePaths, PeerRejected, Role, TrustStore
 from fedswarm.messages import (
     ClientId,
     EvaluateRes,
@@ -51,6 +40,17 @@ from fedswarm.messages import (
     Stage,
 )
 from fedswarm.transport.base import Fold, Request
+from fedswarm.transport.grpc.frames import (
+    METHOD,
+    Kind,
+    RunSpec,
+    end_frame,
+    hello_frame,
+    message_frames,
+    new_message_id,
+    unpack,
+)
+from fedswarm.transport.grpc.tls import PeerCheck, PeerRefused, TlsIdentity
 from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, WireError, decode, encode_parts
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "GrpcServerTransport"]
@@ -107,8 +107,9 @@ class _Pending:
 class GrpcServerTransport:
     """Serves participants that connect with a client certificate of this federation.
 
-    ``credentials`` is the coordinator's server certificate; ``trust`` checks participants
-    (replace it with :meth:`reload_trust` after a revocation). ``max_participants`` bounds
+    ``credentials`` is the coordinator's server key and certificate; ``check`` turns a
+    participant's certificate into its identity or refuses it (replace it with
+    :meth:`reload_check` after a revocation). ``max_participants`` bounds
     the open streams, each of which holds one server thread. ``max_uploads`` bounds the
     replies received at once: each is reassembled in memory, checked and folded into the
     round's mean before the next starts, while the other participants wait under HTTP/2
@@ -120,8 +121,8 @@ class GrpcServerTransport:
 
     def __init__(
         self,
-        credentials: NodePaths,
-        trust: TrustStore,
+        credentials: TlsIdentity,
+        check: PeerCheck,
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -136,7 +137,7 @@ class GrpcServerTransport:
         self.max_message_bytes = max_message_bytes
         self.chunk_bytes = chunk_bytes
         self.max_participants = max_participants
-        self._trust = trust
+        self._check = check
         self._uploads = threading.BoundedSemaphore(max_uploads)
         self._downloads = threading.BoundedSemaphore(max_downloads)
         self.ack_timeout_s = ack_timeout_s
@@ -166,10 +167,9 @@ class GrpcServerTransport:
         server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler(service, {method: handler})]
         )
-        key, cert = self.credentials.key.read_bytes(), self.credentials.cert.read_bytes()
         creds = grpc.ssl_server_credentials(
-            [(key, cert)],
-            root_certificates=self.credentials.ca_cert.read_bytes(),
+            [(self.credentials.key, self.credentials.cert)],
+            root_certificates=self.credentials.ca_cert,
             require_client_auth=True,
         )
         bound = int(server.add_secure_port(f"{host}:{port}", creds))
@@ -190,15 +190,15 @@ class GrpcServerTransport:
             self._server.stop(grace).wait(grace + 1.0)
             self._server = None
 
-    def reload_trust(self, trust: TrustStore) -> None:
-        """Use ``trust`` from now on; participants it rejects are disconnected."""
+    def reload_check(self, check: PeerCheck) -> None:
+        """Use ``check`` from now on; participants it refuses are disconnected."""
         with self._lock:
-            self._trust = trust
+            self._check = check
             sessions = list(self._sessions.values())
         for session in sessions:
             try:
-                trust.verify(session.cert_pem, Role.CLIENT)
-            except PeerRejected as err:
+                check(session.cert_pem)
+            except PeerRefused as err:
                 _log.warning("disconnecting %s: %s", session.identity, err)
                 self._close(session, f"certificate no longer accepted: {err}")
 
@@ -297,8 +297,8 @@ class GrpcServerTransport:
         if not certs:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
         try:
-            return self._trust.verify(certs[0], Role.CLIENT), certs[0]
-        except PeerRejected as err:
+            return self._check(certs[0]), certs[0]
+        except PeerRefused as err:
             self._refused(_claimed_name(certs[0], context.peer()), f"refused at connection: {err}")
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
             raise  # not reached: abort raises

@@ -2,7 +2,7 @@
 
 Pure: no files, and no clock except :func:`utc_now`, which callers read once and pass down. Also
 the PKI's vocabulary (:class:`Role`, :class:`Rejection` and the two errors), which
-:mod:`fedswarm.deploy.pki` re-exports as its own.
+:mod:`fedswarm.security.pki` re-exports as its own.
 
 Keys are ECDSA P-256 with SHA-256 signatures. A node certificate carries its identity as the
 common name and its role twice, as the organizational unit and as the extended key usage

@@ -19,10 +19,10 @@ from typing import Any
 from safetensors.numpy import save_file
 
 from fedswarm.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from fedswarm.config import RunConfig, config_sha256, dump_config
 from fedswarm.driver import RoundReport
 from fedswarm.messages import ClientId, ClientMemory
-from fedswarm.plots import plot_curves
+from fedswarm.run.config import RunConfig, config_sha256, dump_config
+from fedswarm.run.plots import plot_curves
 from fedswarm.strategy import ServerState
 
 __all__ = ["RunDirectory", "RunDirectoryError", "write_results"]

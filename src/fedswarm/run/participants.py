@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from fedswarm.client import ClientApp
-from fedswarm.config import ModelConfig
 from fedswarm.data.arrays import FederatedDataset
 from fedswarm.data.registry import DataSpec, load_dataset
 from fedswarm.learner import Learner
 from fedswarm.messages import ClientId
-from fedswarm.models import model_factory
+from fedswarm.run.config import ModelConfig
+from fedswarm.run.models import model_factory
 
 __all__ = ["ConfiguredClients", "configured_dataset", "configured_learner"]
 
