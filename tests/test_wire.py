@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from hypothesis.extra.numpy import arrays
 
 from fedswarm.aggregate import Weighting
@@ -24,50 +25,49 @@ from fedswarm.algorithms import LocalSGD, LocalSGDStep, ProxStep, ScaffoldExtra,
 from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Stage
 from fedswarm.params import Params, ParamSpec, TensorSpec
 from fedswarm.rounds import FitReplyCheck
-from fedswarm.training import LocalTraining, OptimizerKind
 from fedswarm.transforms import ClipNorm
 from fedswarm.wire import (
     DEFAULT_CHUNK_BYTES,
-    STEPS,
+    DTYPES,
+    VERSION,
     Assembler,
     Chunk,
+    Codec,
+    Fields,
     Message,
     Part,
+    TensorReader,
     WireError,
     chunks,
     decode,
+    default_codec,
     encode,
+    encode_parts,
     frames,
     reassemble,
+)
+from wire_golden import (
+    ADAM,
+    CONTROL,
+    DIM,
+    GOLDEN,
+    PARAMS,
+    PROBE,
+    SGD,
+    Probe,
+    Shape,
+    differing,
+    fit_ins,
+    fit_res,
+    golden_codec,
+    golden_file,
+    probe_codec,
 )
 
 MiB = 1 << 20
 LIMIT = 16 * MiB
 
-# --- fixtures: one message of every kind and variant ----------------------------------
-
-PARAMS = Params.from_arrays(
-    {  # a BatchNorm-like int64 buffer rides in the float32 vector
-        "fc.weight": np.arange(6, dtype=np.float32).reshape(2, 3) / 7,
-        "bn.num_batches_tracked": np.array(42, np.int64),
-    }
-)
-DIM = PARAMS.dim  # 7
-CONTROL = np.linspace(-1, 1, DIM, dtype=np.float32)
-ADAM = LocalTraining(
-    8, 0.05, steps=3, optimizer=OptimizerKind.ADAM, momentum=0.9, weight_decay=1e-4
-)
-SGD = LocalTraining(batch_size=32, lr=0.1)
-
-
-def fit_ins(step: Any = None, transforms: tuple[Any, ...] = (), training: Any = SGD) -> FitIns:
-    return FitIns("run-1", 3, PARAMS, training, step or LocalSGDStep(), 2**62 + 5, transforms)
-
-
-def fit_res(extra: Any = None, loss: float = 0.25, update: Any = None) -> FitRes:
-    update = np.linspace(-3, 3, DIM, dtype=np.float32) if update is None else update
-    return FitRes("client/7", 3, update, 120, 15, loss, extra)
-
+# --- fixtures: one message of every kind and variant (tiny ones in wire_golden) -------
 
 MESSAGES: dict[str, Message] = {
     "fit_ins/local_sgd": fit_ins(),
@@ -99,6 +99,11 @@ def assert_same(a: object, b: object, path: str = "msg") -> None:
     elif dataclasses.is_dataclass(a):
         for f in dataclasses.fields(a):
             assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, dict):
+        assert isinstance(b, dict), path
+        assert list(a) == list(b), path
+        for key in a:
+            assert_same(a[key], b[key], f"{path}[{key!r}]")
     elif isinstance(a, tuple):
         assert isinstance(b, tuple), path
         assert len(a) == len(b), path
@@ -108,8 +113,9 @@ def assert_same(a: object, b: object, path: str = "msg") -> None:
         assert a == b, path
 
 
-def trip(msg: Message) -> Message:
-    return decode(encode(msg), max_bytes=LIMIT)
+def trip(msg: object, codec: Codec | None = None) -> object:
+    codec = codec or default_codec()
+    return codec.decode(codec.encode(msg), max_bytes=LIMIT)
 
 
 # --- round trips ----------------------------------------------------------------------
@@ -157,6 +163,17 @@ def test_tensors_start_aligned_after_the_header() -> None:
         data = encode(msg)
         (header_len,) = struct.unpack_from("<I", data, 4)
         assert (8 + header_len) % 8 == 0
+
+
+def test_every_decoded_tensor_starts_8_aligned_in_the_buffer() -> None:
+    data = golden_codec().encode(PROBE)  # an int8 tensor of 3 bytes, then an int16 scalar...
+    base = np.frombuffer(data, np.uint8).ctypes.data
+    out = golden_codec().decode(data, max_bytes=LIMIT)
+    assert isinstance(out, Probe)
+    for name, array in out.tensors.items():
+        if array.size:
+            assert (array.ctypes.data - base) % 8 == 0, name
+            assert array.flags.aligned, name
 
 
 bits32 = arrays(np.uint32, st.integers(0, 64))  # every float32 bit pattern, NaNs included
@@ -214,6 +231,7 @@ def split(data: bytes) -> tuple[dict[str, Any], bytes]:
 
 def join(header: dict[str, Any] | str, body: bytes) -> bytes:
     raw = (header if isinstance(header, str) else json.dumps(header)).encode()
+    raw += b" " * (-len(raw) % 8)  # the tensors start 8-aligned
     return b"FSWM" + struct.pack("<I", len(raw)) + raw + body
 
 
@@ -238,6 +256,12 @@ def text(old: str | None, new: str) -> Callable[[bytes], bytes]:
     return mutate
 
 
+def unaligned(data: bytes) -> bytes:
+    """The header one space longer, so the tensors after it start at an odd byte."""
+    (n,) = struct.unpack_from("<I", data, 4)
+    return b"FSWM" + struct.pack("<I", n + 1) + data[8 : 8 + n] + b" " + data[8 + n :]
+
+
 def as_float64(data: bytes) -> bytes:
     header, body = split(data)
     header["tensors"][0].update(dtype="float64", nbytes=2 * len(body))
@@ -254,7 +278,7 @@ def short_control(data: bytes) -> bytes:
 def extra_tensor(data: bytes) -> bytes:
     header, body = split(data)
     header["tensors"].append({"name": "bogus", "dtype": "float32", "shape": [1], "nbytes": 4})
-    return join(header, body + bytes(4))
+    return join(header, body + bytes(-len(body) % 8) + bytes(4))  # padded to start aligned
 
 
 def no_tensors(data: bytes) -> bytes:
@@ -273,6 +297,11 @@ BYTE_CASES: dict[str, tuple[str, Callable[[bytes], bytes], str]] = {
     "empty": (RES, lambda d: b"", "truncated: 0 bytes"),
     "trailing bytes": (RES, lambda d: d + b"\0", "1 trailing bytes after the last tensor"),
     "bad magic": (RES, flip(0, 0), "not a fedswarm message: magic b'GSWM'"),
+    "unaligned header": (
+        RES,
+        unaligned,
+        "header length 201: the tensors would start at byte 209, not a multiple of 8",
+    ),
     "bit-flipped brace": (RES, flip(8, 0), "header: not valid JSON"),
     "bit-flipped to non-UTF-8": (RES, flip(9, 7), "header: not UTF-8"),
     "huge header length": (RES, flip(7, 6), "bytes exceeds 4194304"),
@@ -289,9 +318,9 @@ BYTE_CASES: dict[str, tuple[str, Callable[[bytes], bytes], str]] = {
 DELETE = object()
 HEADER_CASES: dict[str, tuple[str, str, object, str]] = {
     # case: (message, field path, new value or DELETE, what the WireError must say)
-    "unknown kind": (RES, "kind", "fit_result", "kind 'fit_result'; known: fit_ins, fit_res"),
-    "wrong version": (RES, "version", 2, "header.version: unsupported version 2, expected 1"),
-    "version as text": (RES, "version", "1", "header.version: expected an integer, got string"),
+    "unknown kind": (RES, "kind", "fit_result", "kind 'fit_result'; known: evaluate_ins, evalu"),
+    "older version": (RES, "version", 1, "header.version: a message in wire format version 1,"),
+    "version as text": (RES, "version", "2", "header.version: expected an integer, got string"),
     "missing version": (RES, "version", DELETE, "header: missing field 'version'"),
     "missing field": (RES, "round", DELETE, "fit_res: missing field 'round'"),
     "missing nested": (INS, "training.lr", DELETE, "fit_ins.training: missing field 'lr'"),
@@ -380,16 +409,19 @@ def test_every_truncation_is_refused() -> None:
                 decode(data[:n], max_bytes=LIMIT)
 
 
+FUZZED: dict[str, object] = {**MESSAGES, "probe": PROBE}  # every kind, every tensor feature
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(sorted(MESSAGES)), st.data())
+@given(st.sampled_from(sorted(FUZZED)), st.data())
 def test_a_bit_flip_in_the_header_is_refused_or_decodes_never_crashes(
     name: str, data: st.DataObject
 ) -> None:
-    encoded = encode(MESSAGES[name])
+    encoded = golden_codec().encode(FUZZED[name])
     (header_len,) = struct.unpack_from("<I", encoded, 4)
     mutate = flip(data.draw(st.integers(0, 8 + header_len - 1)), data.draw(st.integers(0, 7)))
     with contextlib.suppress(WireError):
-        decode(mutate(encoded), max_bytes=LIMIT)
+        golden_codec().decode(mutate(encoded), max_bytes=LIMIT)
 
 
 json_values = st.recursive(
@@ -423,15 +455,15 @@ def paths(node: object, prefix: str = "") -> list[str]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(sorted(MESSAGES)), st.data())
+@given(st.sampled_from(sorted(FUZZED)), st.data())
 def test_any_json_in_any_field_is_refused_or_decodes_never_crashes(
     name: str, data: st.DataObject
 ) -> None:
-    encoded = encode(MESSAGES[name])
+    encoded = golden_codec().encode(FUZZED[name])
     path = data.draw(st.sampled_from(paths(split(encoded)[0])))
     value = data.draw(st.just(DELETE) | json_values)
     with contextlib.suppress(WireError):
-        decode(set_field(encoded, path, value), max_bytes=LIMIT)
+        golden_codec().decode(set_field(encoded, path, value), max_bytes=LIMIT)
 
 
 @given(st.binary(max_size=200))
@@ -463,46 +495,321 @@ def test_messages_that_cannot_be_sent_are_refused_on_encode(msg: Any, reason: st
 
 def test_encode_refuses_what_is_not_a_message() -> None:
     with pytest.raises(WireError, match="cannot encode a dict"):
-        encode({"kind": "fit_res"})  # type: ignore[arg-type]
+        encode({"kind": "fit_res"})
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _SketchStep(LocalSGDStep):
-    """A stand-in for a future algorithm's step: a scalar field and a short vector."""
+    """A stand-in for a future algorithm's step: a scalar field, a short vector, an N-D
+    integer tensor and a blob."""
 
     rank: int = 2
     basis: np.ndarray = dataclasses.field(default_factory=lambda: np.ones(3, np.float32))
+    index: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((2, 2), np.int64))
+    key: bytes = b"k"
 
 
-STEPS.register(  # as a new algorithm module would, next to its definition
-    "test_sketch",
-    _SketchStep,
-    encode=lambda s: Part(fields={"rank": s.rank}, tensors={"basis": s.basis}),
-    decode=lambda f, t: _SketchStep(rank=f.integer("rank"), basis=t.vector("basis")),
-)
+def register_sketch(codec: Codec) -> None:  # as a new algorithm module would
+    codec.steps.register(
+        "test_sketch",
+        _SketchStep,
+        encode=lambda s: Part(
+            fields={"rank": s.rank},
+            tensors={"basis": s.basis, "index": s.index},
+            blobs={"key": s.key},
+        ),
+        decode=lambda f, t: _SketchStep(
+            rank=f.integer("rank"),
+            basis=t.vector("basis"),
+            index=t.tensor("index", dtype="int64", shape=(None, 2)),
+            key=t.blob("key", max_len=16),
+        ),
+    )
 
 
 def test_a_registered_variant_travels_and_a_subclass_is_not_sent_as_its_parent() -> None:
-    step = _SketchStep(rank=5, basis=np.arange(4, dtype=np.float32))
-    out = trip(fit_ins(step))
+    codec = default_codec().extended(register_sketch)
+    step = _SketchStep(5, np.arange(4, dtype=np.float32), np.arange(6).reshape(3, 2), b"\0key")
+    out = trip(fit_ins(step), codec)
     assert isinstance(out, FitIns)
-    assert isinstance(out.step, _SketchStep)
-    assert out.step.rank == 5
-    assert out.step.basis.tolist() == [0, 1, 2, 3]
-    header, _ = split(encode(fit_ins(step)))
+    assert_same(step, out.step)
+    header, _ = split(codec.encode(fit_ins(step)))
     assert header["step"] == {"tag": "test_sketch", "rank": 5}
-    assert [t["name"] for t in header["tensors"]] == ["params", "step.basis"]
+    assert [t["name"] for t in header["tensors"]] == [
+        "params",
+        "step.basis",
+        "step.index",
+        "step.key",
+    ]
+    with pytest.raises(WireError, match="no wire codec for client step _SketchStep"):
+        encode(fit_ins(step))  # the default codec does not send it as a LocalSGDStep
+    with pytest.raises(WireError, match="unknown client step 'test_sketch'; known: fedprox"):
+        decode(codec.encode(fit_ins(step)), max_bytes=LIMIT)
 
 
 def test_a_tag_or_type_cannot_be_registered_twice() -> None:
-    with pytest.raises(ValueError, match="registered twice"):
-        STEPS.register(
+    def same_tag(codec: Codec) -> None:
+        codec.steps.register(
             "fedprox", _SketchStep, encode=lambda s: Part(), decode=lambda f, t: ProxStep(0.0)
         )
-    with pytest.raises(ValueError, match="registered twice"):
-        STEPS.register(
+
+    def same_type(codec: Codec) -> None:
+        codec.steps.register(
             "other", ProxStep, encode=lambda s: Part(), decode=lambda f, t: ProxStep(0.0)
         )
+
+    for register in (same_tag, same_type):
+        with pytest.raises(ValueError, match="registered twice"):
+            default_codec().extended(register)
+
+
+# --- codecs: explicit, immutable, extended by a function --------------------------------
+
+
+def test_a_built_codec_is_sealed_and_extending_it_leaves_it_as_it_was() -> None:
+    base = default_codec()
+    assert base is default_codec()  # built once
+    assert base.kinds.tags == ("evaluate_ins", "evaluate_res", "failure", "fit_ins", "fit_res")
+    assert base.steps.tags == ("fedprox", "local_sgd", "scaffold")
+    with pytest.raises(RuntimeError, match=r"client step registry .* sealed: .*extended"):
+        register_sketch(base)
+    extended = base.extended(register_sketch)
+    with pytest.raises(RuntimeError, match="message kind registry of a built codec is sealed"):
+        extended.kinds.register("x", Probe, write=lambda *a: {}, read=lambda *a: PROBE)
+    assert "test_sketch" in extended.steps.tags
+    assert "test_sketch" not in base.steps.tags
+    assert Codec().kinds.tags == Codec().steps.tags == ()
+
+
+def test_a_kind_on_an_extended_codec_round_trips_and_the_default_codec_refuses_it() -> None:
+    codec = golden_codec()
+    out = trip(PROBE, codec)
+    assert_same(PROBE, out)
+    assert split(codec.encode(PROBE))[0]["kind"] == "probe"
+    with pytest.raises(WireError, match="cannot encode a Probe: not a registered message type"):
+        encode(PROBE)
+    unknown = "header.kind: unknown message kind 'probe'; known: evaluate_ins, evaluate_res, "
+    with pytest.raises(WireError, match=re.escape(unknown + "failure, fit_ins, fit_res")):
+        decode(codec.encode(PROBE), max_bytes=LIMIT)
+    assert_same(MESSAGES[CLIP], trip(MESSAGES[CLIP], codec))  # built-in kinds still travel
+
+
+def read_nothing(h: Fields, t: TensorReader, c: Codec) -> Probe:
+    return Probe(0, {}, {})
+
+
+@pytest.mark.parametrize("field", ["version", "kind", "tensors"])
+def test_a_kind_may_not_write_the_codecs_own_header_fields(field: str) -> None:
+    def register(codec: Codec) -> None:
+        codec.kinds.register("probe", Probe, write=lambda p, t, c: {field: 1}, read=read_nothing)
+
+    with pytest.raises(WireError, match=f"probe: a message may not have a field named '{field}'"):
+        default_codec().extended(register).encode(PROBE)
+
+
+@pytest.mark.parametrize(("version", "older"), [(1, "the sender"), (3, "this side")])
+def test_a_message_of_another_version_names_both_versions_and_what_to_do(
+    version: int, older: str
+) -> None:
+    data = set_field(encode(MESSAGES[RES]), "version", version)
+    with pytest.raises(WireError) as err:
+        decode(data, max_bytes=LIMIT)
+    assert str(err.value) == (
+        f"header.version: a message in wire format version {version}, but this fedswarm "
+        f"speaks version {VERSION}: upgrade fedswarm on the older side ({older}) so that "
+        "coordinator and participants run the same wire format"
+    )
+
+
+# --- tensors of any dtype and shape, and blobs ------------------------------------------
+
+
+def test_every_dtype_and_shape_comes_back_typed_read_only_and_without_a_copy() -> None:
+    data = golden_codec().encode(PROBE)
+    out = golden_codec().decode(data, max_bytes=LIMIT)
+    assert isinstance(out, Probe)
+    assert {a.dtype.name for a in out.tensors.values()} == set(DTYPES)
+    for name, array in out.tensors.items():
+        assert array.dtype == PROBE.tensors[name].dtype, name
+        assert array.shape == PROBE.tensors[name].shape, name
+        assert not array.flags.writeable, name
+        assert array.size == 0 or np.shares_memory(array, np.frombuffer(data, np.uint8)), name
+    assert out.blobs == PROBE.blobs
+    assert all(type(b) is bytes for b in out.blobs.values())
+
+
+def one_tensor(array: Any, dtype: str | None = None, shape: Shape = None) -> tuple[Probe, Codec]:
+    """A probe carrying ``array`` as ``x``, and a codec whose reader demands ``dtype``
+    (default: the array's) and ``shape`` of it."""
+    name = dtype or np.asarray(array).dtype.name
+    return Probe(0, {"x": array}, {}), probe_codec({"x": (name, shape)}, {})
+
+
+native = st.sampled_from(sorted(DTYPES))
+shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=3)
+any_array = st.tuples(native, st.booleans(), st.booleans()).flatmap(  # dtype, big-endian, F order
+    lambda d: arrays(np.dtype(d[0]).newbyteorder(">" if d[1] else "<"), shapes).map(
+        lambda a: a.T if d[2] else a
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(any_array, st.data())
+def test_any_dtype_shape_byte_order_and_layout_round_trips_bit_for_bit(
+    array: np.ndarray, data: st.DataObject
+) -> None:
+    shape = tuple(data.draw(st.sampled_from([None, d])) for d in array.shape)  # some axes free
+    probe, codec = one_tensor(array, shape=shape)
+    out = trip(probe, codec)
+    assert isinstance(out, Probe)
+    got, want = out.tensors["x"], np.asarray(array, array.dtype.newbyteorder("="), order="C")
+    assert (got.dtype, got.shape) == (want.dtype, want.shape)
+    assert got.tobytes() == want.tobytes()  # NaN payloads and -0.0 included
+
+
+@settings(max_examples=100, deadline=None)
+@given(any_array, st.data())
+def test_a_dtype_rank_or_length_the_reader_does_not_expect_is_refused_naming_the_tensor(
+    array: np.ndarray, data: st.DataObject
+) -> None:
+    got = array.dtype.name
+    other = data.draw(native.filter(lambda d: d != got))
+    with pytest.raises(WireError, match=f"tensor 'x': dtype {got}, expected {other}$"):
+        trip(*one_tensor(array, other))
+    rank = data.draw(st.sampled_from([r for r in range(5) if r != array.ndim]))
+    wrong: list[tuple[int | None, ...]] = [(None,) * rank]
+    if array.ndim:  # and the right rank, one axis a different length
+        axis = data.draw(st.integers(0, array.ndim - 1))
+        wrong.append(tuple(d + 1 if i == axis else d for i, d in enumerate(array.shape)))
+    for shape in wrong:
+        with pytest.raises(WireError, match=re.escape(f"tensor 'x': shape {list(array.shape)}, ")):
+            trip(*one_tensor(array, shape=shape))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=80), st.integers(0, 100))
+def test_blobs_round_trip_and_one_over_max_len_is_refused(blob: bytes, max_len: int) -> None:
+    codec = probe_codec({}, {"key": max_len})
+    msg = Probe(1, {}, {"key": blob})
+    if len(blob) <= max_len:
+        assert_same(msg, trip(msg, codec))
+    else:
+        with pytest.raises(WireError, match=f"blob 'key': {len(blob)} bytes, at most {max_len}"):
+            trip(msg, codec)
+
+
+def test_a_blob_is_not_an_array_nor_an_array_a_blob() -> None:
+    with pytest.raises(WireError, match=r"tensor 'x': a blob, expected uint8"):
+        trip(Probe(0, {}, {"x": b"ab"}), probe_codec({"x": ("uint8", None)}, {}))
+    with pytest.raises(WireError, match=r"tensor 'x': dtype uint8, expected bytes \(a blob\)"):
+        trip(Probe(0, {"x": np.zeros(2, np.uint8)}, {}), probe_codec({}, {"x": None}))
+
+
+def test_tensors_and_blobs_are_sent_without_a_copy() -> None:
+    parts = golden_codec().encode_parts(PROBE)
+    views = [np.frombuffer(p, np.uint8) for p in parts[1:]]
+    sources = [*PROBE.tensors.values(), *(np.frombuffer(b, np.uint8) for b in PROBE.blobs.values())]
+    for source in sources:
+        assert source.size == 0 or any(np.shares_memory(source, v) for v in views)
+
+
+@pytest.mark.parametrize(
+    ("tensors", "blobs", "reason"),
+    [
+        ({"a": np.zeros(2, complex)}, {}, "tensor 'a': cannot send dtype complex128"),
+        ({"a": np.array([None])}, {}, "tensor 'a': cannot send dtype object"),
+        ({"a": np.zeros(2, "M8[s]")}, {}, "tensor 'a': cannot send dtype datetime64[s]"),
+        ({"a": [1, 2]}, {}, "tensor 'a': expected a numpy array, got list"),
+        ({"a": np.zeros((1,) * 33)}, {}, "tensor 'a': 33 dimensions, at most 32"),
+        ({}, {"k": "text"}, "blob 'k': expected bytes, got str"),
+        ({}, {"k": bytearray(2)}, "blob 'k': expected bytes, got bytearray"),
+        ({"k": np.zeros(1)}, {"k": b""}, "tensor 'k' written twice"),
+    ],
+)
+def test_tensors_and_blobs_that_cannot_be_sent_are_refused_naming_them(
+    tensors: dict[str, Any], blobs: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(WireError, match=re.escape(reason)):
+        golden_codec().encode(Probe(0, tensors, blobs))
+
+
+def probe_row(index: int, **row: object) -> tuple[str, object]:
+    """A manifest row of the probe message with ``row``'s fields changed."""
+    header, _ = split(golden_codec().encode(PROBE))
+    return f"tensors.{index}", {**header["tensors"][index], **row}
+
+
+HUGE = 2**62
+PROBE_CASES: dict[str, tuple[tuple[str, object], str]] = {
+    # case: ((field path, new value) in the encoded probe, what the WireError must say)
+    "dtype": (probe_row(0, dtype="uint64"), "tensor 'labels': dtype uint64, expected int64"),
+    "rank": (probe_row(1, shape=[6]), "tensor 'mask32': shape [6], expected [2, *]"),
+    "length": (probe_row(11, shape=[2, 1, 1, 2]), "shape [2, 1, 1, 2], expected [1, 2, 1, 2]"),
+    "scalar": (probe_row(7, shape=[1]), "tensor 'scalar': shape [1], expected []"),
+    "blob as uint8": (probe_row(12, dtype="uint8"), "'public_key': dtype uint8, expected bytes"),
+    "tensor as blob": (
+        probe_row(0, dtype="bytes", shape=[24]),
+        "tensor 'labels': a blob, expected int64",
+    ),
+    "blob rank": (probe_row(12, shape=[4, 8]), "tensors[12].shape: 2 dimensions, expected 1"),
+    "rank > 32": (probe_row(8, shape=[1] * 33), "tensors[8].shape: 33 dimensions, expected at"),
+    "empty but huge": (probe_row(8, shape=[0, HUGE]), f"[0, {HUGE}] is too large for any array"),
+    "huge": (probe_row(0, shape=[HUGE, HUGE]), "tensors[0].shape: [4611686018427387904, 46"),
+    "huge nbytes": (probe_row(0, nbytes=2**63 - 1), "declares 9223372036854775807 bytes, but"),
+    "huge, consistent": (
+        probe_row(0, shape=[2**59], nbytes=2**62),
+        "truncated: the manifest declares 46116860184",
+    ),
+    "nbytes as text": (probe_row(0, nbytes="24"), "tensors[0].nbytes: expected an integer"),
+    "unknown dtype": (probe_row(0, dtype="complex64"), "tensors[0].dtype: unknown dtype"),
+}
+
+
+@pytest.mark.parametrize("case", PROBE_CASES)
+def test_forged_manifests_are_refused_before_any_tensor_byte_is_read(case: str) -> None:
+    (field, value), reason = PROBE_CASES[case]
+    data = set_field(golden_codec().encode(PROBE), field, value)
+    with pytest.raises(WireError, match=re.escape(reason)):
+        golden_codec().decode(data, max_bytes=LIMIT)
+
+
+def test_the_padding_between_tensors_must_be_zero_bytes() -> None:
+    data = encode(MESSAGES[SCAF])  # params (28 bytes), 4 bytes of padding, step.control
+    (header_len,) = struct.unpack_from("<I", data, 4)
+    assert data[8 + header_len + 28 : 8 + header_len + 32] == bytes(4)
+    with pytest.raises(WireError, match=r"tensor 'step\.control': the padding before it is not"):
+        decode(flip(8 + header_len + 29, 0)(data), max_bytes=LIMIT)
+
+
+# --- golden files: a format change shows in review ----------------------------------------
+
+REGENERATE = "if the format change is intended: python tests/wire_golden.py --write"
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_a_golden_message_encodes_to_its_file_byte_for_byte(name: str) -> None:
+    assert golden_codec().encode(GOLDEN[name]) == golden_file(name).read_bytes(), REGENERATE
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_a_golden_file_decodes_to_its_message(name: str) -> None:
+    assert_same(
+        GOLDEN[name], golden_codec().decode(golden_file(name).read_bytes(), max_bytes=LIMIT)
+    )
+
+
+def test_golden_files_cover_every_built_in_kind_and_variant_and_are_small() -> None:
+    assert differing() == [], REGENERATE  # none missing, none left over
+    headers = [split(golden_file(name).read_bytes())[0] for name in GOLDEN]
+    codec = default_codec()
+    assert {h["kind"] for h in headers} == {*codec.kinds.tags, "probe"}
+    assert {h["step"]["tag"] for h in headers if "step" in h} == set(codec.steps.tags)
+    assert {h["extra"]["tag"] for h in headers if h.get("extra")} == set(codec.extras.tags)
+    tags = {x["tag"] for h in headers for x in h.get("transforms", [])}
+    assert tags == set(codec.transforms.tags)
+    assert all(h["version"] == VERSION for h in headers)
+    assert sum(golden_file(name).stat().st_size for name in GOLDEN) < 8 * 1024
 
 
 # --- chunking -------------------------------------------------------------------------
@@ -623,8 +930,6 @@ def test_encoded_messages_survive_chunking() -> None:
 
 @pytest.mark.parametrize("size", [1, 3, 8, 1 << 10, 4096 * 3 + 5, 1 << 30])
 def test_a_message_in_pieces_is_cut_exactly_like_its_joined_bytes(size: int) -> None:
-    from fedswarm.wire import encode_parts
-
     msg = FitRes("client/7", 3, np.arange(3001, dtype=np.float32), 12, 4, 0.25)
     parts = encode_parts(msg)
     assert len(parts) == 2  # the header, then a view of the update (not a copy)

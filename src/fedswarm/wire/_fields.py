@@ -21,9 +21,20 @@ from typing import TypeAlias, TypeVar
 
 from fedswarm.wire._errors import WireError
 
-__all__ = ["Fields", "Json", "check_integer", "dump_header", "parse_header", "some"]
+__all__ = [
+    "INT_MAX",
+    "Fields",
+    "Header",
+    "Json",
+    "check_integer",
+    "check_text",
+    "dump_header",
+    "parse_header",
+    "some",
+]
 
 Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
+Header: TypeAlias = dict[str, object]  # header fields being written; dump_header checks them
 E = TypeVar("E", bound=enum.Enum)
 
 INT_MAX = 2**63 - 1  # integers must fit a signed 64-bit field (protobuf int64, Go, Rust)
@@ -145,6 +156,12 @@ def check_integer(value: object, where: str) -> int:
     return value
 
 
+def check_text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise WireError(f"{where}: expected a string, got {type(value).__name__}")
+    return value
+
+
 def _plain(value: object, where: str) -> Json:
     """``value`` as standard JSON: non-finite floats become strings; anything else odd fails."""
     if value is None or isinstance(value, bool | int | str):
@@ -160,7 +177,7 @@ def _plain(value: object, where: str) -> Json:
     raise WireError(f"{where}: cannot encode a {type(value).__name__} in the header")
 
 
-def dump_header(header: dict[str, object], where: str) -> bytes:
+def dump_header(header: Header, where: str) -> bytes:
     try:
         text = json.dumps(_plain(header, where), ensure_ascii=False, separators=(",", ":"))
         return text.encode("utf-8")

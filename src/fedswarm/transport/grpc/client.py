@@ -32,7 +32,7 @@ from fedswarm.transport.grpc.frames import (
     unpack,
 )
 from fedswarm.transport.grpc.tls import TlsIdentity
-from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Message, WireError, decode, encode
+from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Codec, Message, WireError, default_codec
 
 __all__ = ["AppFactory", "Backoff", "ParticipantRefused", "run_participant"]
 
@@ -69,12 +69,14 @@ def run_participant(
     backoff: Backoff = Backoff(),
     max_message_bytes: int = 1 << 30,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    codec: Codec | None = None,
 ) -> None:
     """Serve the coordinator at ``server`` (``host:port``) until the run is over.
 
     ``app`` builds this participant from the run's spec. Raises :class:`ParticipantRefused`
     if the coordinator rejects the certificate; an error of ``app`` (no such client in the
-    data, data that does not fit the model) propagates: retrying cannot fix it.
+    data, data that does not fit the model) propagates: retrying cannot fix it. ``codec``
+    decodes instructions and encodes replies (default: :func:`fedswarm.wire.default_codec`).
     """
     creds = grpc.ssl_channel_credentials(
         root_certificates=identity.ca_cert,
@@ -82,7 +84,14 @@ def run_participant(
         certificate_chain=identity.cert,
     )
     participant = _Participant(
-        server, creds, app, stop or threading.Event(), backoff, max_message_bytes, chunk_bytes
+        server,
+        creds,
+        app,
+        stop or threading.Event(),
+        backoff,
+        max_message_bytes,
+        chunk_bytes,
+        default_codec() if codec is None else codec,
     )
     participant.run()
 
@@ -96,6 +105,7 @@ class _Participant:
     backoff: Backoff
     max_message_bytes: int
     chunk_bytes: int
+    codec: Codec
     memory: ClientMemory = field(default_factory=dict)  # this participant's "disk"
     spec: RunSpec | None = None
     app: ClientApp | None = None
@@ -164,7 +174,8 @@ class _Participant:
             reply = self._answer(data)
             if self.stop.is_set():  # stopped while working: the reply is not sent
                 return True
-            for out in message_frames(encode(reply), chunk.message_id, self.chunk_bytes):
+            encoded = self.codec.encode(reply)
+            for out in message_frames(encoded, chunk.message_id, self.chunk_bytes):
                 outbox.put(out)
         return self.stop.is_set()
 
@@ -179,7 +190,7 @@ class _Participant:
     def _answer(self, data: bytes) -> Message:
         cid = self.name
         try:
-            ins = decode(data, max_bytes=self.max_message_bytes)
+            ins = self.codec.decode(data, max_bytes=self.max_message_bytes)
         except WireError as err:
             return Failure(cid, 0, Stage.FIT, f"undecodable instruction: {err}")
         if not isinstance(ins, FitIns | EvaluateIns):

@@ -51,7 +51,7 @@ from fedswarm.transport.grpc.frames import (
     unpack,
 )
 from fedswarm.transport.grpc.tls import PeerCheck, PeerRefused, TlsIdentity
-from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, WireError, decode, encode_parts
+from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Codec, WireError, default_codec
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "GrpcServerTransport"]
 
@@ -116,7 +116,8 @@ class GrpcServerTransport:
     flow control. Likewise ``max_downloads`` bounds the instructions in flight: the next
     participant's starts when one has acknowledged receiving all of its own (gRPC would
     otherwise buffer a copy for every participant at once). So the coordinator's memory
-    grows with the model, not the federation.
+    grows with the model, not the federation. ``codec`` encodes instructions and decodes
+    replies (default: :func:`~fedswarm.wire.default_codec`).
     """
 
     def __init__(
@@ -131,8 +132,10 @@ class GrpcServerTransport:
         max_downloads: int = 2,
         ack_timeout_s: float = 120.0,
         run: RunSpec | None = None,
+        codec: Codec | None = None,
     ) -> None:
         self.run = run or RunSpec(run_id="", config_toml="")
+        self.codec = default_codec() if codec is None else codec
         self.credentials = credentials
         self.max_message_bytes = max_message_bytes
         self.chunk_bytes = chunk_bytes
@@ -217,7 +220,7 @@ class GrpcServerTransport:
         encoded: dict[int, list[bytes | memoryview]] = {}
         for _, ins in requests:
             if id(ins) not in encoded:
-                encoded[id(ins)] = encode_parts(ins)
+                encoded[id(ins)] = self.codec.encode_parts(ins)
         outcomes: list[Outcome | _Pending] = []
         with self._lock:
             for cid, ins in requests:
@@ -407,7 +410,7 @@ class GrpcServerTransport:
         """The reply in ``data`` if it answers ``pending``, else a failure saying why not."""
         identity, ins = pending.session.identity, pending.ins
         try:
-            msg = decode(data, max_bytes=self.max_message_bytes)
+            msg = self.codec.decode(data, max_bytes=self.max_message_bytes)
         except WireError as err:
             return pending.failure(f"refused: undecodable reply: {err}")
         if isinstance(msg, Failure):
