@@ -17,7 +17,8 @@ from fedswarm.params import Params
 from fedswarm.run.build import build
 from fedswarm.run.config import BackendKind, RunConfig, parse_config
 from fedswarm.run.participants import ConfiguredClients
-from fedswarm.simulation.backends import Job, ProcessBackend
+from fedswarm.simulation.backends import Job
+from fedswarm.simulation.process import ProcessBackend
 from fedswarm.strategy import ServerState
 
 STRATEGIES: list[dict[str, Any]] = [

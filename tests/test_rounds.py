@@ -23,7 +23,17 @@ from fedswarm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.driver import RoundPolicy, RoundReport, pump, run_rounds
-from fedswarm.messages import ClientId, EvaluateRes, Failure, FitIns, FitRes, Outcome, Stage
+from fedswarm.messages import (
+    ClientId,
+    EvaluateIns,
+    EvaluateRes,
+    Failure,
+    FailureKind,
+    FitIns,
+    FitRes,
+    Outcome,
+    Stage,
+)
 from fedswarm.params import Params
 from fedswarm.rounds import (
     Exchange,
@@ -280,7 +290,7 @@ def test_quorum_error_names_the_round_and_the_counts() -> None:
 )
 def test_fit_reply_check_refuses(edit: Callable[[FitRes], Outcome], reason: str) -> None:
     ok = FitRes("a", 1, np.zeros(2, np.float32), 3, 1, 0.5)
-    dropped = Failure("b", 1, Stage.FIT, "timed out")
+    dropped = Failure("b", 1, Stage.FIT, FailureKind.TIMED_OUT, "no reply")
     check = FitReplyCheck({"a", "b"}, 1, 2, LocalSGD(), Weighting.UNIFORM)
     replies, failures = check.split([edit(ok), dropped, ok])
     assert replies == [ok]  # a refused reply does not use up the client's turn
@@ -303,7 +313,9 @@ def test_fail_fast_names_stage_client_and_round() -> None:
 def test_without_fail_fast_the_failure_is_recorded_and_the_round_completes() -> None:
     transport = federation(TWO, fail_fast=False, broken="b")
     result = one_round(Strategy(FULL_BATCH), transport)
-    assert result.failures == (Failure("b", 1, Stage.FIT, "RuntimeError: disk on fire"),)
+    assert result.failures == (
+        Failure("b", 1, Stage.FIT, FailureKind.RAISED, "RuntimeError: disk on fire"),
+    )
     np.testing.assert_array_equal(result.state.params.flat, [1.0, 0.0])  # a's update alone
     assert "b" not in transport.memories
     ev = pump(evaluate_round(result.state.params, ["a", "b"], RUN, 1), transport, None)
@@ -357,7 +369,7 @@ def test_evaluate_round_weights_by_examples() -> None:
         EvaluateRes("a", 3, loss=1.0, accuracy=0.5, num_examples=1),
         EvaluateRes("b", 3, loss=3.0, accuracy=1.0, num_examples=3),
         EvaluateRes("c", 3, loss=99.0, accuracy=0.0, num_examples=0),  # nothing to count
-        Failure("d", 3, Stage.EVALUATE, "gone"),
+        Failure("d", 3, Stage.EVALUATE, FailureKind.DROPPED, "gone"),
     ]
     transport = Scripted([outcomes])
     ev = pump(evaluate_round(params, ["a", "b", "c", "d"], RUN, 3), transport, 2.5)
@@ -365,8 +377,18 @@ def test_evaluate_round_weights_by_examples() -> None:
     requests, timeout = transport.seen[0]
     assert timeout == 2.5
     assert [cid for cid, _ in requests] == ["a", "b", "c", "d"]
-    assert all(ins.round == 3 and ins.params is params for _, ins in requests)
-    nothing = Scripted([[Failure("a", 1, Stage.EVALUATE, "gone"), EvaluateRes("b", 1, 1, 1, 0)]])
+    for _, ins in requests:
+        assert isinstance(ins, EvaluateIns)
+        assert ins.round == 3
+        assert ins.params is params
+    nothing = Scripted(
+        [
+            [
+                Failure("a", 1, Stage.EVALUATE, FailureKind.DROPPED, "gone"),
+                EvaluateRes("b", 1, 1, 1, 0),
+            ]
+        ]
+    )
     assert pump(evaluate_round(params, ["a", "b"], RUN, 1), nothing, None) is None
 
 
@@ -376,7 +398,7 @@ def test_pump_feeds_each_exchange_its_outcomes() -> None:
         second = yield Exchange(Stage.EVALUATE, ())
         return f"{len(first)} then {len(second)}"
 
-    gone = Failure("a", 1, Stage.EVALUATE, "gone")
+    gone = Failure("a", 1, Stage.EVALUATE, FailureKind.DROPPED, "gone")
     transport = Scripted([[gone], [gone, gone]])
     assert pump(two_step(), transport, 1.0) == "1 then 2"
     assert [t for _, t in transport.seen] == [1.0, 1.0]

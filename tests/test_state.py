@@ -14,7 +14,7 @@ from fedswarm.aggregate import weighted_mean
 from fedswarm.checkpoint import Checkpoint, save_checkpoint
 from fedswarm.deploy.state import StateDirError, StateStore
 from fedswarm.driver import RoundReport, pump
-from fedswarm.messages import Failure, FitRes, Outcome, Stage
+from fedswarm.messages import Failure, FitRes, Outcome, Refusal, Stage
 from fedswarm.params import Params
 from fedswarm.presets import fedavg
 from fedswarm.rounds import fit_round
@@ -41,7 +41,7 @@ def test_a_committed_round_is_what_a_restart_resumes_from(tmp_path: Path) -> Non
     store = StateStore.open(tmp_path, CONFIG)
     assert store.latest() is None
     store.commit(_state(1, 1.0), _report(1))
-    refused = Failure("b", 2, Stage.FIT, "refused: update contains NaN or Inf")
+    refused = Failure.refused("b", 2, Stage.FIT, Refusal.NON_FINITE, "update contains NaN or Inf")
     store.commit(_state(2, 2.0), _report(2, (refused,)))
     store.refused([("c", "a reply to message 00ff, which is not an instruction")], 2)
     again = StateStore.open(tmp_path, CONFIG)  # a restarted coordinator

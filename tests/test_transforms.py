@@ -19,14 +19,14 @@ from fedswarm.run.build import build_strategy
 from fedswarm.run.config import parse_config
 from fedswarm.strategy import RunInfo
 from fedswarm.training import LocalTraining
-from fedswarm.transforms import ClipNorm
+from fedswarm.transforms import ClipNorm, TransformRandomness
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 
 
 @given(arrays(np.float32, st.integers(1, 40), elements=finite), st.floats(0.01, 100))
 def test_clip_norm_bounds_the_norm_and_keeps_the_direction(u: np.ndarray, c: float) -> None:
-    out = ClipNorm(c).apply(u, seed=0)
+    out = ClipNorm(c).apply(u, TransformRandomness(0, np.random.default_rng(0)))
     norm = float(np.linalg.norm(u.astype(np.float64)))
     assert float(np.linalg.norm(out.astype(np.float64))) <= c * (1 + 1e-5) + 1e-6
     if norm <= c:

@@ -22,7 +22,16 @@ from hypothesis.extra.numpy import arrays
 
 from fedswarm.aggregate import Weighting
 from fedswarm.algorithms import LocalSGD, LocalSGDStep, ProxStep, ScaffoldExtra, ScaffoldStep
-from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Stage
+from fedswarm.messages import (
+    EvaluateIns,
+    EvaluateRes,
+    Failure,
+    FailureKind,
+    FitIns,
+    FitRes,
+    Refusal,
+    Stage,
+)
 from fedswarm.params import Params, ParamSpec, TensorSpec
 from fedswarm.rounds import FitReplyCheck
 from fedswarm.transforms import ClipNorm
@@ -82,8 +91,10 @@ MESSAGES: dict[str, Message] = {
     "evaluate_ins/empty_model": EvaluateIns("run-1", 0, Params.from_arrays({})),
     "evaluate_res": EvaluateRes("client/7", 4, 0.5, 0.875, 30),
     "evaluate_res/inf_loss": EvaluateRes("c", 4, math.inf, 0.0, 30),
-    "failure/fit": Failure("c", 2, Stage.FIT, "ValueError: bad things"),
-    "failure/evaluate": Failure("ü-日本", 2, Stage.EVALUATE, 'timed out\n"quoted" ✓'),
+    "failure/fit": Failure("c", 2, Stage.FIT, FailureKind.RAISED, "ValueError: bad things"),
+    "failure/evaluate": Failure.refused(
+        "ü-日本", 2, Stage.EVALUATE, Refusal.WRONG_ROUND, 'late\n"quoted" ✓'
+    ),
 }
 
 
@@ -217,7 +228,8 @@ def test_replies_round_trip_bit_for_bit(
         trip(FitRes(cid, rnd, update, n, k, loss, extra)),
     )
     assert_same(EvaluateRes(cid, rnd, loss, -loss, n), trip(EvaluateRes(cid, rnd, loss, -loss, n)))
-    assert_same(Failure(cid, rnd, Stage.FIT, cid), trip(Failure(cid, rnd, Stage.FIT, cid)))
+    failure = Failure(cid, rnd, Stage.FIT, FailureKind.DROPPED, cid)
+    assert_same(failure, trip(failure))
 
 
 # --- malformed input ------------------------------------------------------------------
@@ -336,7 +348,14 @@ HEADER_CASES: dict[str, tuple[str, str, object, str]] = {
     "id as number": (RES, "client_id", 7, "fit_res.client_id: expected a string"),
     "lone surrogate": (RES, "client_id", "\ud800", "fit_res.client_id: not valid Unicode"),
     "optimizer": (INS, "training.optimizer", "rmsprop", "optimizer: expected one of 'sgd'"),
-    "stage": ("failure/fit", "stage", "train", "failure.stage: expected one of 'fit', 'evaluate'"),
+    "stage": (
+        "failure/fit",
+        "stage",
+        "Fit!",
+        "failure: stage name 'Fit!' must be dotted lowercase",
+    ),
+    "failure": ("failure/fit", "failure", "lost", "failure.failure: expected one of 'dropped'"),
+    "refusal": ("failure/fit", "refusal", "not_asked", "takes a refusal code exactly when it is"),
     "invalid training": (INS, "training.steps", 5, "fit_ins.training: LocalTraining takes"),
     "unknown step": (INS, "step.tag", "fedfoo", "client step 'fedfoo'; known: fedprox, local_"),
     "untagged step": (INS, "step.tag", DELETE, "fit_ins.step: missing field 'tag'"),
@@ -482,7 +501,7 @@ def test_random_bytes_are_refused(junk: bytes) -> None:
         (fit_res(update=np.zeros(DIM, np.float64)), r"tensor 'update': expected a 1-D float32"),
         (fit_res(update=np.zeros((1, DIM), np.float32)), r"tensor 'update': expected a 1-D"),
         (fit_res(extra=ScaffoldExtra(np.zeros(2, np.int32))), r"'extra.control_delta'"),
-        (Failure("c", -1, Stage.FIT, "x"), r"failure.round: must be >= 0"),
+        (Failure("c", -1, Stage.FIT, FailureKind.RAISED, "x"), r"failure.round: must be >= 0"),
         (FitRes("c", 1, CONTROL, True, 1, 0.0), r"fit_res.num_examples: expected an integer"),
         (EvaluateRes("\ud800", 1, 0.0, 0.0, 1), r"evaluate_res: a string is not valid Unicode"),
         (fit_ins(step=object()), r"step: no wire codec for client step object; registered"),

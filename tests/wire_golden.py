@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fedswarm.algorithms import LocalSGDStep, ProxStep, ScaffoldExtra, ScaffoldStep
-from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Stage
+from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Refusal, Stage
 from fedswarm.params import Params
 from fedswarm.training import LocalTraining, OptimizerKind
 from fedswarm.transforms import ClipNorm
@@ -150,7 +150,9 @@ GOLDEN: dict[str, object] = {
     "fit_res-scaffold": fit_res(ScaffoldExtra(-CONTROL)),
     "evaluate_ins": EvaluateIns("run-1", 4, PARAMS),
     "evaluate_res": EvaluateRes("client/7", 4, 0.5, 0.875, 30),
-    "failure": Failure("ü-日本", 2, Stage.EVALUATE, 'timed out\n"quoted" ✓'),
+    "failure": Failure.refused(
+        "ü-日本", 2, Stage.EVALUATE, Refusal.WRONG_ROUND, 'late\n"quoted" ✓'
+    ),
     "probe": PROBE,
 }
 

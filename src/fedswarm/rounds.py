@@ -23,6 +23,7 @@ from fedswarm.messages import (
     Failure,
     FitRes,
     Outcome,
+    Refusal,
     Stage,
 )
 from fedswarm.params import Params
@@ -92,7 +93,7 @@ def fit_round(
     outcomes = yield Exchange(Stage.FIT, tuple(requests), fold=check)
     replies, failures = check.split(outcomes)
     if len(replies) < max(min_replies, 1):
-        reasons = "; ".join(f"{f.client_id}: {f.reason}" for f in failures[:5])
+        reasons = "; ".join(str(f) for f in failures[:5])
         raise QuorumError(
             f"round {rnd}: {len(replies)} of {len(requests)} participants replied, "
             f"the quorum is {max(min_replies, 1)}. Failures: {reasons or 'none'}"
@@ -134,12 +135,14 @@ class FitReplyCheck:
         if isinstance(o, Failure):
             return o
         if not isinstance(o, FitRes):
-            return Failure(o.client_id, self.round, Stage.FIT, "not a fit reply")
+            why = f"a {type(o).__name__} is not a fit reply"
+            return Failure.refused(o.client_id, self.round, Stage.FIT, Refusal.WRONG_KIND, why)
         pending = self.expected - self._accepted
-        if (why := _refusal(o, pending, self.round, self.dim, self.update)) is not None:
-            return Failure(o.client_id, self.round, Stage.FIT, f"refused: {why}")
+        if (refusal := _refusal(o, pending, self.round, self.dim, self.update)) is not None:
+            return Failure.refused(o.client_id, self.round, Stage.FIT, *refusal)
         if self.weighting is Weighting.EXAMPLES and o.num_examples == 0:
-            return Failure(o.client_id, o.round, Stage.FIT, "trained on no examples")
+            none = "trained on no examples"
+            return Failure.refused(o.client_id, o.round, Stage.FIT, Refusal.NO_EXAMPLES, none)
         self._accepted.add(o.client_id)
         if self.mean is None:
             return o
@@ -160,28 +163,35 @@ class FitReplyCheck:
         return replies, failures
 
 
-def _stranger(client_id: ClientId, round_: int, pending: set[ClientId], rnd: int) -> str | None:
+def _stranger(
+    client_id: ClientId, round_: int, pending: set[ClientId], rnd: int
+) -> tuple[Refusal, str] | None:
     if client_id not in pending:
-        return "reply from a participant that was not asked, or a duplicate reply"
+        why = "reply from a participant that was not asked, or a duplicate reply"
+        return Refusal.NOT_ASKED, why
     if round_ != rnd:
-        return f"reply for round {round_}, expected round {rnd}"
+        return Refusal.WRONG_ROUND, f"reply for round {round_}, expected round {rnd}"
     return None
 
 
 def _refusal(
     res: FitRes, expected: set[ClientId], rnd: int, dim: int, update: ClientUpdate
-) -> str | None:
-    """Why a fit reply cannot be used, or None if it can."""
+) -> tuple[Refusal, str] | None:
+    """Why a fit reply cannot be used (code and words), or None if it can."""
     if (why := _stranger(res.client_id, res.round, expected, rnd)) is not None:
         return why
     if res.update.shape != (dim,) or res.update.dtype != np.float32:
         got = f"shape {res.update.shape} dtype {res.update.dtype}"
-        return f"update of {got}, expected shape ({dim},) dtype float32"
+        return Refusal.MALFORMED, f"update of {got}, expected shape ({dim},) dtype float32"
     if not np.all(np.isfinite(res.update)):
-        return "update contains NaN or Inf"
-    if res.num_examples < 0 or not np.isfinite(res.train_loss):
-        return "negative num_examples or non-finite train_loss"
-    return update.refuse(res, dim)
+        return Refusal.NON_FINITE, "update contains NaN or Inf"
+    if not np.isfinite(res.train_loss):
+        return Refusal.NON_FINITE, "non-finite train_loss"
+    if res.num_examples < 0:
+        return Refusal.MALFORMED, "negative num_examples"
+    if (algorithm := update.refuse(res, dim)) is not None:
+        return Refusal.ALGORITHM, algorithm
+    return None
 
 
 def accept_evaluate_replies(

@@ -16,12 +16,25 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["ClipNorm", "UpdateTransform", "apply_transforms"]
+__all__ = ["ClipNorm", "TransformRandomness", "UpdateTransform", "apply_transforms"]
+
+
+@dataclass(frozen=True, eq=False)
+class TransformRandomness:
+    """The randomness a transform may use, kept apart by who knows it.
+
+    ``public_seed`` is the fit instruction's seed: the coordinator derived it, so it is for
+    nothing secret. ``private`` is drawn from the participant's own secrets
+    (:mod:`fedswarm.entropy`): noise and masks come from it.
+    """
+
+    public_seed: int
+    private: np.random.Generator
 
 
 class UpdateTransform(Protocol):
-    def apply(self, update: np.ndarray, seed: int) -> np.ndarray:
-        """The transformed update (a new array); ``seed`` drives any randomness."""
+    def apply(self, update: np.ndarray, rng: TransformRandomness) -> np.ndarray:
+        """The transformed update (a new array)."""
         ...
 
 
@@ -36,15 +49,15 @@ class ClipNorm:
         if not self.max_norm > 0:
             raise ValueError(f"max_norm must be positive, got {self.max_norm}")
 
-    def apply(self, update: np.ndarray, seed: int) -> np.ndarray:
+    def apply(self, update: np.ndarray, rng: TransformRandomness) -> np.ndarray:
         norm = float(np.linalg.norm(update.astype(np.float64)))
         scale = min(1.0, self.max_norm / norm) if norm > 0 else 1.0
         return (update * np.float32(scale)).astype(np.float32)
 
 
 def apply_transforms(
-    transforms: Sequence[UpdateTransform], update: np.ndarray, seed: int
+    transforms: Sequence[UpdateTransform], update: np.ndarray, rng: TransformRandomness
 ) -> np.ndarray:
     for t in transforms:
-        update = t.apply(update, seed)
+        update = t.apply(update, rng)
     return update

@@ -30,7 +30,7 @@ from typing import Any
 
 from fedswarm.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from fedswarm.driver import RoundReport
-from fedswarm.messages import ClientId
+from fedswarm.messages import ClientId, FailureKind
 from fedswarm.run.config import RunConfig, config_sha256, dump_config
 from fedswarm.run.rundir import write_results
 from fedswarm.strategy import ServerState
@@ -129,7 +129,7 @@ class StateStore:
                 _touch(db, cid, now)
                 db.execute("UPDATE clients SET updates = updates + 1 WHERE client_id = ?", (cid,))
             for f in report.failures:  # a refused reply is a failure and a refusal
-                kind = "refusal" if f.reason.startswith("refused") else "failure"
+                kind = "refusal" if f.kind is FailureKind.REFUSED else "failure"
                 _touch(db, f.client_id, now)
                 db.execute(_FAILED[kind], (f.client_id,))
                 db.execute(_EVENT, (now, f.round, f.client_id, kind, f.reason))

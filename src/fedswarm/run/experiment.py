@@ -20,12 +20,12 @@ from fedswarm.run.config import BackendKind, RunConfig
 from fedswarm.run.participants import ConfiguredClients
 from fedswarm.simulation.backends import (
     Backend,
-    ProcessBackend,
     SequentialBackend,
     VectorizedBackend,
 )
 from fedswarm.simulation.devices import DeviceModel
 from fedswarm.simulation.memory import InMemoryTransport
+from fedswarm.simulation.process import ProcessBackend
 from fedswarm.simulation.ray_backend import RayBackend
 from fedswarm.strategy import RunInfo, ServerState, Strategy
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import FederatedDataset
 from fedswarm.data.registry import DataSpec, load_dataset
+from fedswarm.entropy import SimulatedSecrets
 from fedswarm.learner import Learner
 from fedswarm.messages import ClientId
 from fedswarm.run.config import ModelConfig
@@ -44,7 +45,12 @@ def configured_learner(
 
 @dataclass(frozen=True)
 class ConfiguredClients:
-    """``max_clients_per_chunk`` applies to the vectorised learner only."""
+    """``max_clients_per_chunk`` applies to the vectorised learner only.
+
+    Participants' secrets are :class:`~fedswarm.entropy.SimulatedSecrets` of the data
+    seed: SIMULATION ONLY, so that a simulated run replays bit for bit (a deployed
+    participant draws its own from the OS).
+    """
 
     data: DataSpec
     model: ModelConfig
@@ -56,4 +62,5 @@ class ConfiguredClients:
         learner = configured_learner(
             self.data, self.model, self.vectorized, self.max_clients_per_chunk
         )
-        return ClientApp(client_id, learner, dataset.client(client_id))
+        secrets = SimulatedSecrets(self.data.seed, client_id)
+        return ClientApp(client_id, learner, dataset.client(client_id), secrets=secrets)

@@ -5,11 +5,11 @@ from fedswarm.simulation.backends import (
     Backend,
     Job,
     JobResult,
-    ProcessBackend,
     SequentialBackend,
     VectorizedBackend,
 )
 from fedswarm.simulation.memory import InMemoryTransport
+from fedswarm.simulation.process import ProcessBackend
 from fedswarm.simulation.ray_backend import RayBackend
 
 __all__ = [

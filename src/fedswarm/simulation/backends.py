@@ -7,20 +7,17 @@ backends give the same results for the same jobs; they differ in where the work 
 
 - ``SequentialBackend``: one job after another in this process (the debug backend).
 - ``VectorizedBackend``: all fit jobs of a round as one ``vmap`` computation.
-- ``ProcessBackend``: a local pool of worker processes, for models too big to vectorise.
+- ``ProcessBackend`` (:mod:`.process`): worker processes, for models too big to vectorise.
+- ``RayBackend`` (:mod:`.ray_backend`): Ray actors, on this machine or a cluster.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from fedswarm.client import ClientApp
+from fedswarm.client import ClientApp, LocalFitHandler, Sessions
 from fedswarm.learner import BatchLearner
 from fedswarm.messages import ClientId, ClientMemory, FitIns, Instruction, Reply
 from fedswarm.training import LocalTraining
@@ -30,9 +27,10 @@ __all__ = [
     "ClientFactory",
     "Job",
     "JobResult",
-    "ProcessBackend",
     "SequentialBackend",
     "VectorizedBackend",
+    "check_picklable",
+    "run_job",
 ]
 
 ClientFactory = Callable[[ClientId], ClientApp]
@@ -53,6 +51,7 @@ class JobResult:
     reply: Reply | None
     memory: ClientMemory
     error: BaseException | None = None
+    session_open: bool = False  # state left for a later exchange: route it here again
 
 
 class Backend(Protocol):
@@ -70,21 +69,25 @@ class Backend(Protocol):
         ...
 
 
-def run_job(make_client: ClientFactory, job: Job) -> JobResult:
+def run_job(make_client: ClientFactory, job: Job, sessions: Sessions) -> JobResult:
+    """``job`` run by its participant, with the participant's session of this round."""
+    session = sessions.get(job.client_id, job.ins.round)
     try:
-        reply, memory = make_client(job.client_id).handle(job.ins, job.memory)
+        reply, memory = make_client(job.client_id).handle(job.ins, job.memory, session)
     except Exception as exc:
-        return JobResult(job.client_id, None, job.memory, exc)
-    return JobResult(job.client_id, reply, memory)
+        return JobResult(job.client_id, None, job.memory, exc, session.is_open)
+    return JobResult(job.client_id, reply, memory, None, session.is_open)
 
 
 @dataclass(frozen=True)
 class SequentialBackend:
+    sessions: Sessions = field(default_factory=Sessions)  # participants' in-round state
+
     def start(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
         pass  # no workers: participants are built in this process, as they are needed
 
     def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
-        return [run_job(make_client, job) for job in jobs]
+        return [run_job(make_client, job, self.sessions) for job in jobs]
 
     def close(self) -> None:
         pass
@@ -96,6 +99,8 @@ class VectorizedBackend:
     :class:`~fedswarm.learner.BatchLearner` (e.g. ``VectorizedTorchLearner``); evaluation
     jobs, and fit jobs without a shared batch learner, run one by one."""
 
+    sessions: Sessions = field(default_factory=Sessions)  # participants' in-round state
+
     def start(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
         pass  # no workers
 
@@ -104,8 +109,8 @@ class VectorizedBackend:
         groups: dict[tuple[int, int, LocalTraining], list[tuple[int, Job, ClientApp]]] = {}
         for i, job in enumerate(jobs):
             app = make_client(job.client_id) if isinstance(job.ins, FitIns) else None
-            if app is None or not isinstance(app.learner, BatchLearner):
-                results[i] = run_job(make_client, job)
+            if app is None or not _batchable(app):
+                results[i] = run_job(make_client, job, self.sessions)
                 continue
             assert isinstance(job.ins, FitIns)
             # Batched together: same learner, same global parameters, same local training
@@ -119,6 +124,14 @@ class VectorizedBackend:
 
     def close(self) -> None:
         pass
+
+
+def _batchable(app: ClientApp) -> bool:
+    """Whether ``app`` fits by plain local training (the built-in handler, which declares
+    it) with a learner that trains many participants at once."""
+    return isinstance(app.handlers.get(FitIns), LocalFitHandler) and isinstance(
+        app.learner, BatchLearner
+    )
 
 
 def _fit_group(members: Sequence[tuple[int, Job, ClientApp]]) -> list[JobResult]:
@@ -148,79 +161,7 @@ def _fit_group(members: Sequence[tuple[int, Job, ClientApp]]) -> list[JobResult]
     ]
 
 
-_WORKER_FACTORY: ClientFactory | None = None
-
-
-def _init_worker(make_client: ClientFactory, warm_up: ClientId | None) -> None:
-    global _WORKER_FACTORY  # one factory per worker process, set once at start-up
-    _WORKER_FACTORY = make_client
-    from fedswarm.pytorch.settings import set_torch_settings
-
-    # the workers are the parallelism: one intra-op thread each, deterministic as the driver
-    set_torch_settings(threads=1)
-    if warm_up is not None:
-        make_client(warm_up)  # loads the data and builds the learner, once per worker
-
-
-def _worker_job(job: Job) -> JobResult:
-    assert _WORKER_FACTORY is not None, "worker started without a client factory"
-    return run_job(_WORKER_FACTORY, job)
-
-
-def _worker_pid(_: int) -> int:
-    """A worker's process id, after a pause that lets the other workers take tasks too."""
-    time.sleep(0.01)
-    return os.getpid()
-
-
-class ProcessBackend:
-    """A pool of ``workers`` processes, each building participants with its own copy of the
-    (picklable) client factory, so datasets are loaded in the workers, not shipped."""
-
-    def __init__(self, workers: int = 2) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        self.workers = workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._factory: ClientFactory | None = None
-
-    def start(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
-        """Start every worker and wait until each has run its initializer (which builds
-        ``warm_up``). Workers spawn on demand, one per task submitted while none is idle,
-        and initialise before their first task: so ask until every worker has answered."""
-        pool = self._pool_for(make_client, warm_up)
-        answered: set[int] = set()
-        while len(answered) < self.workers:
-            answered.update(pool.map(_worker_pid, range(self.workers)))
-
-    def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
-        pool = self._pool_for(make_client)
-        return list(pool.map(_worker_job, jobs, chunksize=max(1, len(jobs) // (4 * self.workers))))
-
-    def _pool_for(
-        self, make_client: ClientFactory, warm_up: ClientId | None = None
-    ) -> ProcessPoolExecutor:
-        if self._pool is not None and self._factory is make_client:
-            return self._pool
-        self.close()
-        _check_picklable(make_client)
-        ctx = multiprocessing.get_context("forkserver")  # no forked torch thread pools
-        self._pool = ProcessPoolExecutor(
-            self.workers,
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(make_client, warm_up),
-        )
-        self._factory = make_client
-        return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
-
-
-def _check_picklable(make_client: ClientFactory) -> None:
+def check_picklable(make_client: ClientFactory) -> None:
     import pickle
 
     try:

@@ -13,15 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from fedswarm.client import ClientApp
+from fedswarm.kinds import BUILTIN_KINDS, MessageKinds
 from fedswarm.messages import (
     ClientId,
     ClientMemory,
     Failure,
+    FailureKind,
     FitIns,
     FitRes,
-    Instruction,
     Outcome,
-    Stage,
 )
 from fedswarm.simulation.backends import Backend, Job, JobResult, SequentialBackend
 from fedswarm.simulation.devices import DeviceModel
@@ -41,6 +41,7 @@ class InMemoryTransport:
     fail_fast: bool = True
     backend: Backend = field(default_factory=SequentialBackend)
     devices: DeviceModel | None = None  # simulated speeds, drop-outs and local work
+    kinds: MessageKinds = BUILTIN_KINDS  # the message kinds of the protocols run over it
     # Participant-side storage (their "disks"): the only mutable state, owned here.
     memories: dict[ClientId, ClientMemory] = field(default_factory=dict)
 
@@ -55,8 +56,10 @@ class InMemoryTransport:
         outcomes: dict[int, Outcome] = {}
         jobs: list[tuple[int, Job]] = []
         for i, (cid, ins) in enumerate(requests):
+            stage = self.kinds.stage_of(ins)  # an unknown kind fails here, naming it
             if self.devices and self.devices.drops_out(ins.round, cid):
-                outcomes[i] = Failure(cid, ins.round, _stage(ins), "dropped out (simulated)")
+                why = "dropped out (simulated)"
+                outcomes[i] = Failure(cid, ins.round, stage, FailureKind.DROPPED, why)
                 continue
             if self.devices and isinstance(ins, FitIns):
                 ins = replace(ins, training=self.devices.training(ins.round, cid, ins.training))
@@ -69,24 +72,20 @@ class InMemoryTransport:
         return [outcomes[i] for i in range(len(requests))]
 
     def _outcome(self, job: Job, res: JobResult, deadline: float | None) -> Outcome:
-        stage = _stage(job.ins)
+        stage = self.kinds.stage_of(job.ins)
         if res.error is not None:
             if self.fail_fast:
                 raise ClientError(stage, job.client_id, job.ins.round, res.error) from res.error
             reason = f"{type(res.error).__name__}: {res.error}"
-            return Failure(job.client_id, job.ins.round, stage, reason)
+            return Failure(job.client_id, job.ins.round, stage, FailureKind.RAISED, reason)
         assert res.reply is not None
         if self.devices and deadline is not None and isinstance(res.reply, FitRes):
             took = self.devices.seconds(job.client_id, res.reply.num_steps)
             if took > deadline:  # its reply arrives after the round closed
                 why = f"straggler: took {took:.1f} simulated s, the deadline is {deadline:.1f} s"
-                return Failure(job.client_id, job.ins.round, stage, why)
+                return Failure(job.client_id, job.ins.round, stage, FailureKind.TIMED_OUT, why)
         self.memories[job.client_id] = res.memory
         return res.reply
 
     def close(self) -> None:
         self.backend.close()
-
-
-def _stage(ins: Instruction) -> Stage:
-    return Stage.FIT if isinstance(ins, FitIns) else Stage.EVALUATE

@@ -3,7 +3,8 @@ Ray cluster.
 
 Each actor receives the (picklable) client factory once, when it is created, and builds
 its participants itself, so a :class:`~fedswarm.run.participants.ConfiguredClients`
-loads the dataset in the actor and client data never leaves it. Jobs go out in chunks:
+loads the dataset in the actor and client data never leaves it. A participant with an open
+session is sent back to its actor (:mod:`.routing`); other jobs go out in chunks:
 the jobs of a round share their parameter vector (and SCAFFOLD's control variate), and a
 chunk is pickled once, so a shared array is copied once per chunk rather than once per
 job. Per-call overhead is what chunking saves: 100 jobs of a 100,000-parameter model on two
@@ -22,14 +23,16 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from fedswarm.client import Sessions
 from fedswarm.messages import ClientId
 from fedswarm.simulation.backends import (
     ClientFactory,
     Job,
     JobResult,
-    _check_picklable,
+    check_picklable,
     run_job,
 )
+from fedswarm.simulation.routing import StickyRouter
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
@@ -47,6 +50,7 @@ class _ParticipantHost:
 
         set_torch_settings(threads=1)  # the actors are the parallelism
         self._make_client = make_client
+        self._sessions = Sessions()  # the in-round state of the participants it runs
         if warm_up is not None:
             make_client(warm_up)  # loads the data and builds the learner, once per actor
 
@@ -54,7 +58,7 @@ class _ParticipantHost:
         return True
 
     def run(self, jobs: Sequence[Job]) -> list[JobResult]:
-        return [run_job(self._make_client, job) for job in jobs]
+        return [run_job(self._make_client, job, self._sessions) for job in jobs]
 
 
 class RayBackend:
@@ -95,6 +99,7 @@ class RayBackend:
         self.actors = actors or max(1, int(cpus))
         self._hosts: list[ActorHandle[_ParticipantHost]] = []
         self._factory: ClientFactory | None = None
+        self._router: StickyRouter[Any] | None = None
 
     def start(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
         """Create the actors now and wait until each has built participant ``warm_up``."""
@@ -108,16 +113,20 @@ class RayBackend:
             raise
 
     def run(self, make_client: ClientFactory, jobs: Sequence[Job]) -> list[JobResult]:
-        from ray.util import ActorPool
+        import ray
 
         if not jobs:
             return []
         hosts = self._hosts_for(make_client)
-        size = max(1, len(jobs) // (4 * len(hosts)))
-        chunks = [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
+        if self._router is None:
+            self._router = StickyRouter(
+                len(hosts),
+                submit=lambda w, batch: hosts[w].run.remote(batch),
+                wait=lambda refs: ray.wait(list(refs), num_returns=1)[0],
+                fetch=ray.get,
+            )
         try:
-            done = ActorPool(hosts).map(lambda host, chunk: host.run.remote(chunk), chunks)
-            return [result for chunk in done for result in chunk]
+            return self._router.run(jobs)
         except BaseException:
             self._kill_hosts()  # a lost actor or an interrupt: fresh actors next time
             raise
@@ -130,7 +139,7 @@ class RayBackend:
         import ray
 
         self._kill_hosts()
-        _check_picklable(make_client)
+        check_picklable(make_client)
         host = ray.remote(num_cpus=1)(_ParticipantHost)
         self._hosts = [
             cast("ActorHandle[_ParticipantHost]", host.remote(make_client, warm_up))
@@ -144,7 +153,7 @@ class RayBackend:
 
         for host in self._hosts:
             ray.kill(host)
-        self._hosts, self._factory = [], None
+        self._hosts, self._factory, self._router = [], None, None
 
     def close(self) -> None:
         import ray
@@ -152,7 +161,7 @@ class RayBackend:
         if ray.is_initialized():
             self._kill_hosts()
         else:  # shut down by someone else, and the actors with it
-            self._hosts, self._factory = [], None
+            self._hosts, self._factory, self._router = [], None, None
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False

@@ -42,7 +42,7 @@ class ClientError(RuntimeError):
 
     def __init__(self, stage: Stage, client_id: ClientId, round_: int, cause: BaseException):
         super().__init__(
-            f"{stage.value} failed on client {client_id!r} in round {round_}: "
+            f"{stage} failed on client {client_id!r} in round {round_}: "
             f"{type(cause).__name__}: {cause}"
         )
         self.stage = stage

@@ -49,7 +49,7 @@ from fedswarm.wire._codec import MAX_HEADER_BYTES, VERSION, Codec
 from fedswarm.wire._default import Message, decode, default_codec, encode, encode_parts
 from fedswarm.wire._errors import WireError
 from fedswarm.wire._fields import Fields, Header, Json, check_integer, check_text
-from fedswarm.wire._kinds import Kinds, MessageKind
+from fedswarm.wire._kinds import Kinds, MessageCodec
 from fedswarm.wire._parts import read_params, read_training, write_params, write_training
 from fedswarm.wire._registry import Part, Registry
 from fedswarm.wire._tensors import BLOB, DTYPES, TensorReader, TensorWriter, check_vector
@@ -68,7 +68,7 @@ __all__ = [
     "Json",
     "Kinds",
     "Message",
-    "MessageKind",
+    "MessageCodec",
     "Part",
     "Registry",
     "TensorReader",

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Stage
+from fedswarm.messages import (
+    EvaluateIns,
+    EvaluateRes,
+    Failure,
+    FailureKind,
+    FitIns,
+    FitRes,
+    Refusal,
+    Stage,
+)
+from fedswarm.wire._errors import WireError
 from fedswarm.wire._fields import Fields, Header, check_integer, check_text
 from fedswarm.wire._parts import read_params, read_training, write_params, write_training
 from fedswarm.wire._tensors import TensorReader, TensorWriter
@@ -110,11 +120,18 @@ def _write_failure(m: Failure, t: TensorWriter, codec: Codec) -> Header:
     return {
         "client_id": check_text(m.client_id, "failure.client_id"),
         "round": check_integer(m.round, "failure.round"),
-        "stage": m.stage.value,
+        "stage": m.stage.name,
+        "failure": m.kind.value,
+        "refusal": None if m.refusal is None else m.refusal.value,
         "reason": check_text(m.reason, "failure.reason"),
     }
 
 
 def _read_failure(h: Fields, t: TensorReader, codec: Codec) -> Failure:
-    client_id, rnd = h.text("client_id"), h.integer("round")
-    return Failure(client_id, rnd, h.choice("stage", Stage), h.text("reason"))
+    client_id, rnd, stage = h.text("client_id"), h.integer("round"), h.text("stage")
+    kind = h.choice("failure", FailureKind)
+    refusal = h.optional_choice("refusal", Refusal)
+    try:
+        return Failure(client_id, rnd, Stage(stage), kind, h.text("reason"), refusal)
+    except ValueError as e:  # a malformed stage name, a refusal code without "refused"
+        raise WireError(f"{h.where}: {e}") from None

@@ -107,6 +107,12 @@ class Fields:
         allowed = ", ".join(repr(m.value) for m in kind)
         raise self._wrong(name, f"one of {allowed}", value)
 
+    def optional_choice(self, name: str, kind: type[E]) -> E | None:
+        if name in self._left and self._left[name] is None:
+            del self._left[name]
+            return None
+        return self.choice(name, kind)
+
     def child(self, name: str) -> Fields:
         return Fields(self._take(name), f"{self.where}.{name}")
 

@@ -28,20 +28,20 @@ from fedswarm.wire._tensors import TensorReader, TensorWriter
 if TYPE_CHECKING:
     from fedswarm.wire._codec import Codec
 
-__all__ = ["RESERVED", "Kinds", "MessageKind"]
+__all__ = ["RESERVED", "Kinds", "MessageCodec"]
 
 M = TypeVar("M")
 RESERVED = frozenset({"version", "kind", "tensors"})  # the codec's own header fields
 
 
 @dataclass(frozen=True)
-class MessageKind(Generic[M]):
+class MessageCodec(Generic[M]):
     tag: str
     write: Callable[[M, TensorWriter, Codec], Header]
     read: Callable[[Fields, TensorReader, Codec], M]
 
 
-class Kinds(Table[MessageKind[Any]]):
+class Kinds(Table[MessageCodec[Any]]):
     """Tag -> message kind; a codec holds one (``codec.kinds``)."""
 
     def register(
@@ -52,9 +52,9 @@ class Kinds(Table[MessageKind[Any]]):
         write: Callable[[M, TensorWriter, Codec], Header],
         read: Callable[[Fields, TensorReader, Codec], M],
     ) -> None:
-        self._add(tag, cls, MessageKind(tag, write, read))
+        self._add(tag, cls, MessageCodec(tag, write, read))
 
-    def for_message(self, msg: object) -> MessageKind[Any]:
+    def for_message(self, msg: object) -> MessageCodec[Any]:
         """The kind of ``msg``'s exact type; :class:`WireError` naming the type if none."""
         kind = self._by_type.get(type(msg))
         if kind is None:
@@ -64,7 +64,7 @@ class Kinds(Table[MessageKind[Any]]):
             )
         return kind
 
-    def for_tag(self, tag: str, where: str) -> MessageKind[Any]:
+    def for_tag(self, tag: str, where: str) -> MessageCodec[Any]:
         kind = self._by_tag.get(tag)
         if kind is None:
             raise WireError(f"{where}: unknown {self.what} {tag!r}; known: {self._known()}")

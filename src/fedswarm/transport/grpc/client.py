@@ -17,11 +17,20 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import grpc
 
-from fedswarm.client import ClientApp
-from fedswarm.messages import ClientMemory, EvaluateIns, Failure, FitIns, Stage
+from fedswarm.client import ClientApp, Sessions
+from fedswarm.kinds import BUILTIN_KINDS, MessageKinds, UnknownMessageKind
+from fedswarm.messages import (
+    ClientMemory,
+    Failure,
+    FailureKind,
+    Instruction,
+    Refusal,
+    Stage,
+)
 from fedswarm.transport.grpc.frames import (
     METHOD,
     Kind,
@@ -32,7 +41,7 @@ from fedswarm.transport.grpc.frames import (
     unpack,
 )
 from fedswarm.transport.grpc.tls import TlsIdentity
-from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Codec, Message, WireError, default_codec
+from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Codec, WireError, default_codec
 
 __all__ = ["AppFactory", "Backoff", "ParticipantRefused", "run_participant"]
 
@@ -40,6 +49,7 @@ _log = logging.getLogger(__name__)
 _REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 _CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
 AppFactory = Callable[[RunSpec], ClientApp]  # the participant for the run it is told of
+_UNKNOWN = Stage("unknown")  # the stage of an instruction that could not be read
 
 
 class ParticipantRefused(Exception):  # noqa: N818 -- it is the coordinator's verdict
@@ -70,13 +80,16 @@ def run_participant(
     max_message_bytes: int = 1 << 30,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     codec: Codec | None = None,
+    kinds: MessageKinds = BUILTIN_KINDS,
 ) -> None:
     """Serve the coordinator at ``server`` (``host:port``) until the run is over.
 
     ``app`` builds this participant from the run's spec. Raises :class:`ParticipantRefused`
     if the coordinator rejects the certificate; an error of ``app`` (no such client in the
     data, data that does not fit the model) propagates: retrying cannot fix it. ``codec``
-    decodes instructions and encodes replies (default: :func:`fedswarm.wire.default_codec`).
+    decodes instructions and encodes replies (default: :func:`fedswarm.wire.default_codec`);
+    ``kinds`` names the stage of each instruction (a protocol with its own messages extends
+    both, and builds ``app`` with its handlers).
     """
     creds = grpc.ssl_channel_credentials(
         root_certificates=identity.ca_cert,
@@ -92,6 +105,7 @@ def run_participant(
         max_message_bytes,
         chunk_bytes,
         default_codec() if codec is None else codec,
+        kinds,
     )
     participant.run()
 
@@ -106,7 +120,9 @@ class _Participant:
     max_message_bytes: int
     chunk_bytes: int
     codec: Codec
+    kinds: MessageKinds
     memory: ClientMemory = field(default_factory=dict)  # this participant's "disk"
+    sessions: Sessions = field(default_factory=Sessions)  # its state within a round
     spec: RunSpec | None = None
     app: ClientApp | None = None
 
@@ -187,25 +203,30 @@ class _Participant:
         _log.info("joined run %s", spec.run_id)
         self.app, self.spec, self.memory = self.factory(spec), spec, {}
 
-    def _answer(self, data: bytes) -> Message:
+    def _answer(self, data: bytes) -> object:
         cid = self.name
         try:
             ins = self.codec.decode(data, max_bytes=self.max_message_bytes)
         except WireError as err:
-            return Failure(cid, 0, Stage.FIT, f"undecodable instruction: {err}")
-        if not isinstance(ins, FitIns | EvaluateIns):
-            return Failure(cid, 0, Stage.FIT, f"a {type(ins).__name__} is not an instruction")
-        stage = Stage.FIT if isinstance(ins, FitIns) else Stage.EVALUATE
-        if self.app is None or self.spec is None or ins.run_id != self.spec.run_id:
-            joined = repr(self.spec.run_id) if self.spec else "none (no HELLO)"
-            why = f"an instruction of run {ins.run_id!r}; this participant joined {joined}"
-            return Failure(cid, ins.round, stage, f"refused: {why}")
-        _log.info("%s: round %d: %s", cid, ins.round, stage.value)
+            why = f"undecodable instruction: {err}"
+            return Failure.refused(cid, 0, _UNKNOWN, Refusal.UNDECODABLE, why)
         try:
-            reply, self.memory = self.app.handle(ins, self.memory)
+            stage = self.kinds.stage_of(ins)
+        except UnknownMessageKind as err:
+            return Failure.refused(cid, 0, _UNKNOWN, Refusal.WRONG_KIND, str(err))
+        instruction = cast(Instruction, ins)
+        if self.app is None or self.spec is None or instruction.run_id != self.spec.run_id:
+            joined = repr(self.spec.run_id) if self.spec else "none (no HELLO)"
+            why = f"an instruction of run {instruction.run_id!r}; this participant joined {joined}"
+            return Failure.refused(cid, instruction.round, stage, Refusal.WRONG_RUN, why)
+        _log.info("%s: round %d: %s", cid, instruction.round, stage)
+        session = self.sessions.get(cid, instruction.round)
+        try:
+            reply, self.memory = self.app.handle(instruction, self.memory, session)
         except Exception as err:  # the coordinator hears why; this participant carries on
-            _log.exception("%s: round %d failed", cid, ins.round)
-            return Failure(cid, ins.round, stage, f"{type(err).__name__}: {err}")
+            _log.exception("%s: round %d failed", cid, instruction.round)
+            why = f"{type(err).__name__}: {err}"
+            return Failure(cid, instruction.round, stage, FailureKind.RAISED, why)
         return reply
 
 

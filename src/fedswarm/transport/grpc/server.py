@@ -23,20 +23,21 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from fedswarm.kinds import BUILTIN_KINDS, MessageKind, MessageKinds
 from fedswarm.messages import (
     ClientId,
-    EvaluateRes,
     Failure,
-    FitIns,
-    FitRes,
+    FailureKind,
     Instruction,
     Outcome,
+    Refusal,
+    Reply,
     Stage,
 )
 from fedswarm.transport.base import Fold, Request
@@ -96,12 +97,20 @@ class _Pending:
 
     session: _Session
     ins: Instruction
+    kind: MessageKind
     fold: Fold | None = None
     outcome: Outcome | None = None
     claimed: bool = False  # its reply arrived and is being judged: wait for it, even late
 
-    def failure(self, reason: str) -> Failure:
-        return Failure(self.session.identity, self.ins.round, _stage(self.ins), reason)
+    @property
+    def stage(self) -> Stage:
+        return self.kind.stage
+
+    def failure(self, kind: FailureKind, reason: str) -> Failure:
+        return Failure(self.session.identity, self.ins.round, self.stage, kind, reason)
+
+    def refused(self, code: Refusal, reason: str) -> Failure:
+        return Failure.refused(self.session.identity, self.ins.round, self.stage, code, reason)
 
 
 class GrpcServerTransport:
@@ -117,7 +126,8 @@ class GrpcServerTransport:
     participant's starts when one has acknowledged receiving all of its own (gRPC would
     otherwise buffer a copy for every participant at once). So the coordinator's memory
     grows with the model, not the federation. ``codec`` encodes instructions and decodes
-    replies (default: :func:`~fedswarm.wire.default_codec`).
+    replies (default: :func:`~fedswarm.wire.default_codec`); ``kinds`` says which reply kind
+    answers which instruction (a protocol with its own messages extends both).
     """
 
     def __init__(
@@ -133,9 +143,11 @@ class GrpcServerTransport:
         ack_timeout_s: float = 120.0,
         run: RunSpec | None = None,
         codec: Codec | None = None,
+        kinds: MessageKinds = BUILTIN_KINDS,
     ) -> None:
         self.run = run or RunSpec(run_id="", config_toml="")
         self.codec = default_codec() if codec is None else codec
+        self.kinds = kinds
         self.credentials = credentials
         self.max_message_bytes = max_message_bytes
         self.chunk_bytes = chunk_bytes
@@ -236,13 +248,15 @@ class GrpcServerTransport:
         earlier: list[Outcome | _Pending],
         fold: Fold | None,
     ) -> Outcome | _Pending:
+        kind = self.kinds.of(ins)
         session = self._sessions.get(cid)
         if session is None:
-            return Failure(cid, ins.round, _stage(ins), "not connected")
+            return Failure(cid, ins.round, kind.stage, FailureKind.DROPPED, "not connected")
         if any(isinstance(o, _Pending) and o.session is session for o in earlier):
-            return Failure(cid, ins.round, _stage(ins), "asked twice in one exchange")
+            why = "asked twice in one exchange: only the first instruction was sent"
+            return Failure(cid, ins.round, kind.stage, FailureKind.UNSENT, why)
         message_id = new_message_id()
-        pending = self._pending[message_id] = _Pending(session, ins, fold)
+        pending = self._pending[message_id] = _Pending(session, ins, kind, fold)
         session.outbox.put(_Message(message_id, data))
         return pending
 
@@ -269,7 +283,7 @@ class GrpcServerTransport:
         for message_id, pending in list(self._pending.items()):
             if pending is o:  # a reply arriving later is refused as not outstanding
                 del self._pending[message_id]
-        return o.failure(f"timed out: no reply within {timeout} s")
+        return o.failure(FailureKind.TIMED_OUT, f"no reply within {timeout} s")
 
     # -- the stream -------------------------------------------------------------------------
 
@@ -329,7 +343,7 @@ class GrpcServerTransport:
                 del self._sessions[session.identity]
             for message_id, pending in list(self._pending.items()):
                 if pending.session is session:
-                    pending.outcome = pending.failure(reason)
+                    pending.outcome = pending.failure(FailureKind.DROPPED, reason)
                     del self._pending[message_id]
             self._lock.notify_all()
         session.outbox.put(_Control.CLOSE)
@@ -400,7 +414,7 @@ class GrpcServerTransport:
         if pending.fold is not None:
             with self._fold_lock:
                 outcome = pending.fold(outcome)
-        if isinstance(outcome, Failure) and outcome.reason.startswith("refused"):
+        if isinstance(outcome, Failure) and outcome.kind is FailureKind.REFUSED:
             self._refused(session.identity, outcome.reason, in_outcome=True)
         with self._lock:
             pending.outcome = outcome
@@ -412,18 +426,22 @@ class GrpcServerTransport:
         try:
             msg = self.codec.decode(data, max_bytes=self.max_message_bytes)
         except WireError as err:
-            return pending.failure(f"refused: undecodable reply: {err}")
-        if isinstance(msg, Failure):
-            return pending.failure(f"the participant reported: {msg.reason}")
-        expected = FitRes if isinstance(ins, FitIns) else EvaluateRes
-        if not isinstance(msg, expected):
-            return pending.failure(f"refused: a {type(msg).__name__} is no {expected.__name__}")
-        if msg.client_id != identity:
-            why = f"the reply says it is from {msg.client_id!r}, its sender is {identity!r}"
-            return pending.failure(f"refused: {why}")
-        if msg.round != ins.round:
-            return pending.failure(f"refused: a reply for round {msg.round}, not {ins.round}")
-        return msg
+            return pending.refused(Refusal.UNDECODABLE, f"undecodable reply: {err}")
+        if isinstance(msg, Failure):  # its own failure (a refusal of ours included)
+            why = f"the participant reported: {msg.kind.value}: {msg.reason}"
+            return pending.failure(FailureKind.RAISED, why)
+        expected = pending.kind.reply
+        if type(msg) is not expected:
+            why = f"a {type(msg).__name__} is no {expected.__name__}"
+            return pending.refused(Refusal.WRONG_KIND, why)
+        reply = cast(Reply, msg)
+        if reply.client_id != identity:
+            why = f"the reply says it is from {reply.client_id!r}, its sender is {identity!r}"
+            return pending.refused(Refusal.IMPERSONATION, why)
+        if reply.round != ins.round:
+            why = f"a reply for round {reply.round}, not {ins.round}"
+            return pending.refused(Refusal.WRONG_ROUND, why)
+        return reply
 
 
 def _claimed_name(cert_pem: bytes, peer: str) -> str:
@@ -433,7 +451,3 @@ def _claimed_name(cert_pem: bytes, peer: str) -> str:
         return str(subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
     except (ValueError, IndexError):
         return f"<{peer}>"
-
-
-def _stage(ins: Instruction) -> Stage:
-    return Stage.FIT if isinstance(ins, FitIns) else Stage.EVALUATE
