@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.deploy_copy import echo, node_paths, tls_context
-from fedswarm.aggregate import MeanAccumulator
+from fedswarm.aggregation import MeanAccumulator
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.deploy.node import peer_check, tls_identity

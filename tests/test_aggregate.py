@@ -8,7 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fedswarm.aggregate import MeanAccumulator, Weighting, client_weights, stack, weighted_mean
+from fedswarm.aggregation import (
+    AggregationContext,
+    MeanAccumulator,
+    StreamingAggregator,
+    WeightedMean,
+    Weighting,
+    client_weights,
+    stack,
+    weighted_mean,
+)
+from fedswarm.params import Params
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -197,3 +207,37 @@ def test_the_accumulator_refuses_what_it_cannot_fold() -> None:
     acc.add(np.ones(3, np.float32), 0.0)
     with pytest.raises(ValueError, match="no client carries any weight"):
         acc.mean()
+
+
+@SETTINGS
+@given(updates_and_weights())
+def test_the_mean_aggregator_stacked_and_streamed_gives_the_same_bits(
+    case: tuple[np.ndarray, np.ndarray],
+) -> None:
+    updates, weights = case
+    mean = WeightedMean()
+    assert isinstance(mean, StreamingAggregator)
+    ids = tuple(f"c{k}" for k in range(len(updates)))
+    params = Params.from_arrays({"w": np.zeros(updates.shape[1], np.float32)})
+    out = mean(updates, weights, AggregationContext(1, ids, params, np.random.default_rng(0)))
+    np.testing.assert_array_equal(out.update, weighted_mean(updates, weights))
+    assert out.scores == {}
+    acc = mean.accumulator(updates.shape[1])
+    for u, w in zip(updates, weights, strict=True):  # the rows one at a time, as they arrive
+        acc.add(u, float(w))
+    summed = acc.summed()
+    assert summed.weight == pytest.approx(float(weights.sum()))
+    assert summed.count == len(updates)
+    assert summed.total.dtype == np.float64
+    np.testing.assert_array_equal(summed.mean(), out.update)
+
+
+def test_the_sum_is_the_weighted_sum_and_the_weight_its_total() -> None:
+    acc = MeanAccumulator(2)
+    acc.add(np.array([1.0, 2.0], np.float32), 1.0)
+    acc.add(np.array([3.0, 6.0], np.float32), 3.0)
+    acc.add(np.array([1e30, -1e30], np.float32), 0.0)  # counted, weighs nothing
+    summed = acc.summed()
+    np.testing.assert_array_equal(summed.total, [10.0, 20.0])
+    assert (summed.weight, summed.count) == (4.0, 3)
+    np.testing.assert_array_equal(summed.mean(), acc.mean())

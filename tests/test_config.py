@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from fedswarm.aggregate import Weighting
+from fedswarm.aggregation import Weighting
 from fedswarm.algorithms.fedprox import FedProx
 from fedswarm.algorithms.local_sgd import LocalSGD
 from fedswarm.algorithms.scaffold import Scaffold

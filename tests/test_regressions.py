@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from fedswarm.aggregate import Weighting
+from fedswarm.aggregation import Weighting
 from fedswarm.algorithms.scaffold import Scaffold, ScaffoldExtra
 from fedswarm.driver import RoundPolicy, pump
 from fedswarm.messages import ClientId, EvaluateRes, FitRes, Outcome

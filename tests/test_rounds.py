@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedswarm.aggregate import Weighting
+from fedswarm.aggregation import (
+    Accumulator,
+    Aggregate,
+    AggregationContext,
+    WeightedSum,
+    Weighting,
+    weighted_mean,
+)
+from fedswarm.algorithms.base import ClientUpdate
 from fedswarm.algorithms.local_sgd import LocalSGD
 from fedswarm.algorithms.scaffold import CLIENT_CONTROL, Scaffold
 from fedswarm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -46,8 +54,9 @@ from fedswarm.rounds import (
 from fedswarm.sampling import UniformSampler
 from fedswarm.server_opt import AdaptiveRule, ServerAdaptive, ServerSGD
 from fedswarm.simulation.memory import InMemoryTransport
-from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.strategy import FitStrategy, FitSummary, RunInfo, ServerState, Strategy
 from fedswarm.training import Evaluation, GradientCorrection, LocalFit, LocalTraining
+from fedswarm.transforms import ClipNorm, UpdateTransform
 from fedswarm.transport.base import ClientError, Fold, Request, Transport
 
 RUN = RunInfo("test-run", seed=11)
@@ -437,3 +446,137 @@ def test_run_rounds_evaluates_every_k_rounds_and_at_the_end() -> None:
     assert last.loss == pytest.approx(sum(e.loss * e.num_examples for e in per_client) / 4)
     assert "eval_loss" not in reports[0].record()
     assert reports[2].record()["fed_eval_loss"] == last.loss
+
+
+@dataclass(frozen=True)
+class Rescaled:
+    """A wrapper, built as DP and secure aggregation are: it holds an inner strategy, adds
+    ``transforms`` to every instruction and scales the aggregated update by ``scale``, and
+    delegates the rest. With the defaults it is the identity."""
+
+    inner: FitStrategy
+    transforms: tuple[UpdateTransform, ...] = ()
+    scale: float = 1.0
+
+    @property
+    def client_update(self) -> ClientUpdate:
+        return self.inner.client_update
+
+    @property
+    def weighting(self) -> Weighting:
+        return self.inner.weighting
+
+    def init(self, params: Params) -> ServerState:
+        return self.inner.init(params)
+
+    def configure_fit(
+        self, state: ServerState, available: Sequence[ClientId], run: RunInfo
+    ) -> list[tuple[ClientId, FitIns]]:
+        requests = self.inner.configure_fit(state, available, run)
+        return [(c, replace(i, transforms=(*i.transforms, *self.transforms))) for c, i in requests]
+
+    def accumulator(self, dim: int) -> Accumulator | None:
+        return self.inner.accumulator(dim)
+
+    def aggregate_fit(
+        self,
+        state: ServerState,
+        replies: Sequence[FitRes],
+        *,
+        num_clients: int,
+        run: RunInfo,
+        summed: WeightedSum | None = None,
+    ) -> tuple[ServerState, FitSummary]:
+        if summed is not None:  # the sum, as DP noises it and secure aggregation unmasks it
+            summed = replace(summed, total=summed.total * self.scale)
+        else:
+            scale = np.float32(self.scale)
+            replies = [replace(r, update=r.update * scale) for r in replies]
+        return self.inner.aggregate_fit(
+            state, replies, num_clients=num_clients, run=run, summed=summed
+        )
+
+
+def stacked_mean(updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> Aggregate:
+    """The weighted mean without the streaming capability: the round stacks the replies."""
+    return Aggregate(weighted_mean(updates, weights))
+
+
+WRAPPABLE = {
+    "fedavg-streamed": Strategy(LocalTraining(2, 0.1, epochs=2)),
+    "fedavg-stacked": Strategy(LocalTraining(2, 0.1, epochs=2), aggregator=stacked_mean),
+    "scaffold": RESUMABLE["scaffold"],
+    "fedadam": RESUMABLE["fedadam"],
+}
+
+
+def run_reports(strategy: FitStrategy, rounds: int = 3) -> tuple[ServerState, list[RoundReport]]:
+    reports: list[RoundReport] = []
+    init = strategy.init(QuadraticLearner().init_params(3))
+    final = run_rounds(
+        strategy,
+        federation(FOUR),
+        init,
+        rounds=rounds,
+        run=RUN,
+        on_round=lambda s, r: reports.append(r),
+    )
+    return final, reports
+
+
+def same_round(a: RoundReport, b: RoundReport) -> bool:
+    return replace(a, seconds=0.0) == replace(b, seconds=0.0)
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPABLE))
+def test_an_identity_wrapper_gives_the_same_bits(name: str) -> None:
+    plain, plain_reports = run_reports(WRAPPABLE[name])
+    wrapped, wrapped_reports = run_reports(Rescaled(WRAPPABLE[name]))
+    assert wrapped.params.sha256() == plain.params.sha256()
+    for key, slot in plain.update.items():  # SCAFFOLD's control variate, folded per reply
+        np.testing.assert_array_equal(wrapped.update[key], slot)
+    assert all(map(same_round, plain_reports, wrapped_reports))
+
+
+@pytest.mark.parametrize("name", ["fedavg-streamed", "fedavg-stacked"])
+def test_a_wrapper_adds_a_transform_and_rescales_the_aggregate(name: str) -> None:
+    """Clip every update and halve the aggregate: the same bits as the inner strategy with
+    the clip among its own transforms and a server learning rate of one half."""
+    inner = WRAPPABLE[name]
+    assert isinstance(inner, Strategy)
+    wrapped, _ = run_reports(Rescaled(inner, (ClipNorm(0.05),), scale=0.5))
+    direct = replace(inner, transforms=(ClipNorm(0.05),), server_optimizer=ServerSGD(lr=0.5))
+    expected, _ = run_reports(direct)
+    assert wrapped.params.sha256() == expected.params.sha256()
+    unclipped, _ = run_reports(replace(inner, server_optimizer=ServerSGD(lr=0.5)))
+    assert unclipped.params.sha256() != expected.params.sha256()  # the clip did bind
+
+
+def test_a_wrapper_leaves_the_inner_instructions_and_the_replies_as_they_were() -> None:
+    inner = WRAPPABLE["fedavg-stacked"]
+    wrapper = Rescaled(inner, (ClipNorm(1.0),), scale=0.5)
+    state = start(inner)
+    ours = wrapper.configure_fit(state, ["a", "b"], RUN)
+    theirs = inner.configure_fit(state, ["a", "b"], RUN)
+    assert [i.transforms for _, i in ours] == [(ClipNorm(1.0),)] * 2
+    assert [i.transforms for _, i in theirs] == [(), ()]
+    replies = [FitRes("a", 1, np.array([2.0, 4.0], np.float32), 1, 1, 0.0)]
+    new, summary = wrapper.aggregate_fit(state, replies, num_clients=2, run=RUN)
+    np.testing.assert_array_equal(replies[0].update, [2.0, 4.0])  # not modified
+    np.testing.assert_array_equal(new.params.flat, [1.0, 2.0])
+    assert isinstance(summary, FitSummary)
+
+
+def norm_scored(updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> Aggregate:
+    """The mean, scoring each client by its update's norm (a robust aggregator's shape)."""
+    norms = np.linalg.norm(updates.astype(np.float64), axis=1)
+    return Aggregate(weighted_mean(updates, weights), {"norm": norms})
+
+
+def test_per_client_scores_reach_the_round_result_in_the_replied_order() -> None:
+    transport = Wrapped(federation(TWO))
+    result = one_round(Strategy(FULL_BATCH, aggregator=norm_scored), transport)
+    assert result.replied == ("a", "b")
+    # One step of 1/2 from 0: a's update (1, 0), b's (0, 2).
+    np.testing.assert_array_equal(result.summary.scores["norm"], [1.0, 2.0])
+    np.testing.assert_array_equal(result.state.params.flat, [0.25, 1.5])  # as FedAvg's

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fedswarm.aggregate import weighted_mean
+from fedswarm.aggregation import Aggregate, AggregationContext, MeanAccumulator, WeightedMean
 from fedswarm.checkpoint import Checkpoint, save_checkpoint
 from fedswarm.deploy.state import StateDirError, StateStore
 from fedswarm.driver import RoundReport, pump
@@ -119,11 +119,40 @@ class _Scripted:
         return [fold(o) for o in out] if (self.fold and fold is not None) else out
 
 
+@dataclass(frozen=True)
+class _Stacked:
+    """The weighted mean without the streaming capability, counting its calls."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def __call__(
+        self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext
+    ) -> Aggregate:
+        self.calls.append("stacked")
+        return WeightedMean()(updates, weights, ctx)
+
+
+@dataclass(frozen=True)
+class _Streaming:
+    """The weighted mean declaring that it streams (it has ``accumulator``), counting calls;
+    a round that stacked the replies anyway would fail here."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def __call__(
+        self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext
+    ) -> Aggregate:
+        raise AssertionError("a streaming aggregator's round stacked its replies")
+
+    def accumulator(self, dim: int) -> MeanAccumulator:
+        self.calls.append("accumulator")
+        return WeightedMean().accumulator(dim)
+
+
 def test_a_streamed_round_equals_the_stacked_round_bit_for_bit() -> None:
-    streaming = fedavg(TRAINING)
-    stacked = replace(streaming, aggregator=lambda u, w: weighted_mean(u, w))
-    assert streaming.streams
-    assert not stacked.streams
+    folds, stacks = _Streaming(), _Stacked()
+    streaming = replace(fedavg(TRAINING), aggregator=folds)
+    stacked = replace(streaming, aggregator=stacks)
     state = streaming.init(Params.from_arrays({"w": np.zeros(1000, np.float32)}))
     run = RunInfo("r", 0)
     a = pump(
@@ -136,6 +165,8 @@ def test_a_streamed_round_equals_the_stacked_round_bit_for_bit() -> None:
         _Scripted(_replies(state), False),
         None,
     )
+    assert folds.calls == ["accumulator"]  # folded as they came, never stacked
+    assert stacks.calls == ["stacked"]
     np.testing.assert_array_equal(a.state.params.flat, b.state.params.flat)
     assert a.replied == b.replied == ("a", "c", "d")
     assert [f.reason for f in a.failures] == ["trained on no examples"]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from hypothesis.extra.numpy import arrays
 
-from fedswarm.aggregate import Weighting
+from fedswarm.aggregation import Weighting
 from fedswarm.algorithms import LocalSGD, LocalSGDStep, ProxStep, ScaffoldExtra, ScaffoldStep
 from fedswarm.messages import (
     EvaluateIns,

@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fedswarm.aggregate import Weighting, weighted_mean
+    from fedswarm.aggregation import WeightedMean, Weighting, weighted_mean
     from fedswarm.client import ClientApp
     from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
     from fedswarm.params import Params
@@ -23,13 +23,14 @@ if TYPE_CHECKING:
     from fedswarm.sampling import UniformSampler
     from fedswarm.server_opt import AdaptiveRule
     from fedswarm.simulation.memory import InMemoryTransport
-    from fedswarm.strategy import RunInfo, ServerState, Strategy
+    from fedswarm.strategy import FitStrategy, RunInfo, ServerState, Strategy
     from fedswarm.training import LocalTraining, OptimizerKind
     from fedswarm.transport.base import Transport
 
 _WHERE = {
     "AdaptiveRule": "fedswarm.server_opt",
     "ClientApp": "fedswarm.client",
+    "FitStrategy": "fedswarm.strategy",
     "InMemoryTransport": "fedswarm.simulation.memory",
     "LocalTraining": "fedswarm.training",
     "OptimizerKind": "fedswarm.training",
@@ -42,7 +43,8 @@ _WHERE = {
     "Strategy": "fedswarm.strategy",
     "Transport": "fedswarm.transport.base",
     "UniformSampler": "fedswarm.sampling",
-    "Weighting": "fedswarm.aggregate",
+    "WeightedMean": "fedswarm.aggregation",
+    "Weighting": "fedswarm.aggregation",
     "fedavg": "fedswarm.presets",
     "fedavgm": "fedswarm.presets",
     "fedopt": "fedswarm.presets",
@@ -50,12 +52,13 @@ _WHERE = {
     "load_config": "fedswarm.run.config",
     "run_rounds": "fedswarm.driver",
     "scaffold": "fedswarm.presets",
-    "weighted_mean": "fedswarm.aggregate",
+    "weighted_mean": "fedswarm.aggregation",
 }
 
 __all__ = [
     "AdaptiveRule",
     "ClientApp",
+    "FitStrategy",
     "InMemoryTransport",
     "LocalTraining",
     "OptimizerKind",
@@ -68,6 +71,7 @@ __all__ = [
     "Strategy",
     "Transport",
     "UniformSampler",
+    "WeightedMean",
     "Weighting",
     "fedavg",
     "fedavgm",

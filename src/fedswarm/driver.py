@@ -17,7 +17,7 @@ from fedswarm.params import Params
 from fedswarm.rounds import Exchange, evaluate_round, fit_round
 from fedswarm.sampling import Sampler
 from fedswarm.seeding import round_rng
-from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.strategy import FitStrategy, RunInfo, ServerState
 from fedswarm.training import Evaluation
 from fedswarm.transport.base import Transport
 
@@ -92,7 +92,7 @@ def pump(
 
 
 def run_rounds(
-    strategy: Strategy,
+    strategy: FitStrategy,
     transport: Transport,
     state: ServerState,
     *,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fedswarm.aggregate import Weighting
+from fedswarm.aggregation import Weighting
 from fedswarm.algorithms.fedprox import FedProx
 from fedswarm.algorithms.scaffold import Scaffold
 from fedswarm.sampling import Sampler, UniformSampler

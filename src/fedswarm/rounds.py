@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fedswarm.aggregate import MeanAccumulator, Weighting
+from fedswarm.aggregation import Accumulator, Weighting
 from fedswarm.algorithms.base import ClientUpdate
 from fedswarm.messages import (
     ClientId,
@@ -27,7 +27,7 @@ from fedswarm.messages import (
     Stage,
 )
 from fedswarm.params import Params
-from fedswarm.strategy import FitSummary, RunInfo, ServerState, Strategy
+from fedswarm.strategy import FitStrategy, FitSummary, RunInfo, ServerState
 from fedswarm.training import Evaluation
 from fedswarm.transport.base import Fold, Request
 
@@ -69,11 +69,11 @@ class FitRoundResult:
     state: ServerState
     summary: FitSummary
     failures: tuple[Failure, ...]
-    replied: tuple[ClientId, ...] = ()  # whose updates count, sorted
+    replied: tuple[ClientId, ...] = ()  # whose updates count, sorted (summary.scores' order)
 
 
 def fit_round(
-    strategy: Strategy,
+    strategy: FitStrategy,
     state: ServerState,
     available: Sequence[ClientId],
     run: RunInfo,
@@ -88,7 +88,7 @@ def fit_round(
         dim=state.params.dim,
         update=strategy.client_update,
         weighting=strategy.weighting,
-        mean=MeanAccumulator(state.params.dim) if strategy.streams else None,
+        accumulator=strategy.accumulator(state.params.dim),
     )
     outcomes = yield Exchange(Stage.FIT, tuple(requests), fold=check)
     replies, failures = check.split(outcomes)
@@ -98,8 +98,10 @@ def fit_round(
             f"round {rnd}: {len(replies)} of {len(requests)} participants replied, "
             f"the quorum is {max(min_replies, 1)}. Failures: {reasons or 'none'}"
         )
-    mean = check.mean.mean() if check.mean is not None else None
-    new_state, summary = strategy.aggregate_fit(state, replies, len(available), mean)
+    summed = check.accumulator.summed() if check.accumulator is not None else None
+    new_state, summary = strategy.aggregate_fit(
+        state, replies, num_clients=len(available), run=run, summed=summed
+    )
     replied = tuple(sorted(r.client_id for r in replies))
     return FitRoundResult(new_state, summary, tuple(failures), replied)
 
@@ -112,7 +114,7 @@ _FOLDED.flags.writeable = False
 class FitReplyCheck:
     """Checks each fit outcome of one round as it arrives; a :data:`Fold`.
 
-    A usable reply passes (with ``mean`` set, its update is added to the running mean and
+    A usable reply passes (with ``accumulator`` set, its update is added to the running sum and
     the reply passes without it); anything else becomes a :class:`Failure` saying why.
     :meth:`split` finishes the round's outcomes, checking any the transport did not fold.
     """
@@ -122,7 +124,7 @@ class FitReplyCheck:
     dim: int
     update: ClientUpdate
     weighting: Weighting = Weighting.EXAMPLES
-    mean: MeanAccumulator | None = None
+    accumulator: Accumulator | None = None
     _accepted: set[ClientId] = field(default_factory=set)
     _made: dict[int, FitRes | Failure] = field(default_factory=dict)  # by id: what it made
 
@@ -144,10 +146,10 @@ class FitReplyCheck:
             none = "trained on no examples"
             return Failure.refused(o.client_id, o.round, Stage.FIT, Refusal.NO_EXAMPLES, none)
         self._accepted.add(o.client_id)
-        if self.mean is None:
+        if self.accumulator is None:
             return o
         weight = 1.0 if self.weighting is Weighting.UNIFORM else float(o.num_examples)
-        self.mean.add(o.update, weight)
+        self.accumulator.add(o.update, weight)
         return replace(o, update=_FOLDED)
 
     def split(self, outcomes: Sequence[Outcome]) -> tuple[list[FitRes], list[Failure]]:

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from fedswarm.aggregate import Weighting
+from fedswarm.aggregation import Weighting
 from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
 from fedswarm.training import OptimizerKind

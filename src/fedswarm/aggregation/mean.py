@@ -1,75 +1,26 @@
-"""Aggregation kernels: pure functions from stacked updates to one vector.
+"""The weighted mean: a pure kernel over a stack, and the same fold one update at a time.
 
-Every kernel takes a ``(clients, dim)`` matrix and a ``(clients,)`` weight vector and
-returns a ``(dim,)`` float32 vector. No I/O, no message types: strategies, DP and robust
-aggregation wrap these.
-
-The weighted mean is also a fold: :class:`MeanAccumulator` takes updates one at a time, in
-any order, so a coordinator can add each upload as it arrives and drop it (memory grows
-with the model, not with the number of participants). :func:`weighted_mean` is that same
-fold over the rows of a stack, so streamed and stacked rounds give the same bits.
+:class:`MeanAccumulator` takes updates one at a time, in any order, so a coordinator can add
+each upload as it arrives and drop it (memory grows with the model, not with the number of
+participants). :func:`weighted_mean` is that same fold over the rows of a stack, so streamed
+and stacked rounds give the same bits. :class:`WeightedMean` offers both as an aggregator.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "Aggregator",
-    "MeanAccumulator",
-    "Weighting",
-    "client_weights",
-    "stack",
-    "weighted_mean",
-]
+from fedswarm.aggregation.base import Aggregate, AggregationContext, WeightedSum, check_stacked
+
+__all__ = ["MeanAccumulator", "WeightedMean", "weighted_mean"]
 
 _BLOCK = 1 << 14  # elements per step of a fold: the float64 blocks stay in cache
 
 
-class Aggregator(Protocol):
-    def __call__(self, updates: np.ndarray, weights: np.ndarray) -> np.ndarray: ...
-
-
-class Weighting(enum.Enum):
-    """How much each client's update counts in the mean."""
-
-    EXAMPLES = "examples"  # by number of local training examples (McMahan et al.)
-    UNIFORM = "uniform"  # every sampled client the same
-
-
-def stack(vectors: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack equal-length flat vectors into a ``(clients, dim)`` float32 matrix."""
-    if not vectors:
-        raise ValueError("cannot stack zero updates")
-    dims = {v.shape for v in vectors}
-    if len(dims) != 1 or next(iter(dims)) == () or len(next(iter(dims))) != 1:
-        raise ValueError(f"updates must be flat vectors of one length, got shapes {sorted(dims)}")
-    return np.stack(vectors).astype(np.float32, copy=False)
-
-
-def client_weights(num_examples: Sequence[int], weighting: Weighting) -> np.ndarray:
-    if weighting is Weighting.UNIFORM:
-        return np.ones(len(num_examples), np.float64)
-    return np.asarray(num_examples, np.float64)
-
-
-def _check(updates: np.ndarray, weights: np.ndarray) -> None:
-    if updates.ndim != 2:
-        raise ValueError(f"updates must be a (clients, dim) matrix, got shape {updates.shape}")
-    if weights.shape != (updates.shape[0],):
-        raise ValueError(f"weights shape {weights.shape} does not match {updates.shape[0]} clients")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError("weights must be finite and non-negative")
-    if weights.sum() <= 0:
-        raise ValueError("weights sum to zero: no client carries any weight")
-
-
 class MeanAccumulator:
-    """``sum_k w_k u_k / sum_k w_k`` built one update at a time, in any order.
+    """``sum_k w_k u_k`` and ``sum_k w_k`` built one update at a time, in any order.
 
     Written by hand because the sum must not depend on arrival order: a network coordinator
     folds uploads as they arrive, a simulation in client order, and both must give the same
@@ -110,10 +61,12 @@ class MeanAccumulator:
             for u, w in rows:
                 _two_sum_into(s, e, u[lo : lo + _BLOCK], w, x[: len(s)], b[: len(s)])
 
+    def summed(self) -> WeightedSum:
+        """The sum so far (the TwoSum error folded in) and its total weight."""
+        return WeightedSum(self._sum + self._err, self.weight, self.count)
+
     def mean(self) -> np.ndarray:
-        if self.weight <= 0:
-            raise ValueError("weights sum to zero: no client carries any weight")
-        return ((self._sum + self._err) / self.weight).astype(np.float32)
+        return self.summed().mean()
 
 
 def _two_sum_into(
@@ -129,7 +82,20 @@ def _two_sum_into(
 
 def weighted_mean(updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``sum_k w_k u_k / sum_k w_k``; clients of weight zero do not count."""
-    _check(updates, weights)
+    check_stacked(updates, weights)
     acc = MeanAccumulator(updates.shape[1])
     acc.add_rows(updates, weights)
     return acc.mean()
+
+
+@dataclass(frozen=True)
+class WeightedMean:
+    """FedAvg's aggregator, stacked or streamed (the same bits either way)."""
+
+    def __call__(
+        self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext
+    ) -> Aggregate:
+        return Aggregate(weighted_mean(updates, weights))
+
+    def accumulator(self, dim: int) -> MeanAccumulator:
+        return MeanAccumulator(dim)
