@@ -41,11 +41,12 @@ from fedswarm.aggregation import MeanAccumulator
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.deploy.node import peer_check, tls_identity
-from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
+from fedswarm.driver import RoundPolicy, run_rounds
 from fedswarm.learner import Learner
 from fedswarm.messages import ClientId, FitIns, FitRes, Outcome
 from fedswarm.params import Params
 from fedswarm.presets import fedavg
+from fedswarm.reports import RoundReport
 from fedswarm.security.pki import Role, TrustStore
 from fedswarm.strategy import RunInfo, ServerState
 from fedswarm.training import Evaluation, GradientCorrection, LocalFit, LocalTraining

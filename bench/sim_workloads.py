@@ -26,8 +26,8 @@ from torch import nn
 
 from fedswarm.data.arrays import ArrayDataset, FederatedDataset
 from fedswarm.data.registry import load_dataset
-from fedswarm.driver import RoundReport
 from fedswarm.pytorch.learner import batch_indices
+from fedswarm.reports import RoundReport
 from fedswarm.run.build import build, build_strategy, data_spec
 from fedswarm.run.config import BackendKind, RunConfig, load_config, parse_config
 from fedswarm.run.models import model_factory

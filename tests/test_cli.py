@@ -29,6 +29,7 @@ from fedswarm.cli import app
 from fedswarm.data.errors import DatasetNotInstalledError
 from fedswarm.data.fashion_mnist import ENV_VAR, load_fashion_mnist
 from fedswarm.pytorch.models import MLP
+from fedswarm.reports import RoundRecord
 from fedswarm.run.config import config_sha256, load_config, loads_config
 
 
@@ -94,8 +95,9 @@ def read_json(path: Path) -> dict[str, Any]:
     return result
 
 
-def metrics(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+def metrics(out: Path) -> list[RoundRecord]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [RoundRecord.from_json(json.loads(t), f"{out} line {i}") for i, t in enumerate(lines)]
 
 
 @dataclass(frozen=True)
@@ -144,28 +146,24 @@ def test_demo_summary(demo: DemoRuns) -> None:
     assert summary["model_sha256"] == hashlib.sha256(model_bytes).hexdigest()
     assert summary["config_sha256"] == config_sha256(loads_config(DEMO_TOML))
     assert (summary["rounds"], summary["seed"]) == (DEMO_ROUNDS, 0)
-    last = metrics(demo.by_script)[-1]
-    assert (summary["eval_accuracy"], summary["eval_loss"]) == (
-        last["eval_accuracy"],
-        last["eval_loss"],
-    )
+    last = metrics(demo.by_script)[-1].central
+    assert last is not None
+    assert (summary["eval_accuracy"], summary["eval_loss"]) == (last.accuracy, last.loss)
 
 
 @pytest.mark.slow
 def test_demo_metrics_has_one_line_per_round(demo: DemoRuns) -> None:
     rows = metrics(demo.by_script)
-    assert [r["round"] for r in rows] == list(range(1, DEMO_ROUNDS + 1))
+    assert [r.round for r in rows] == list(range(1, DEMO_ROUNDS + 1))
     for row in rows:
-        assert {"round", "train_loss", "num_clients", "seconds"} <= row.keys()
-        assert row["num_clients"] == 20  # fraction 1.0 of 20 clients
-        assert row["train_loss"] > 0
-        assert row["seconds"] >= 0
-        evaluated = row["round"] % DEMO_EVERY == 0
-        assert ("eval_accuracy" in row) == ("eval_loss" in row) == evaluated, row
-        if evaluated:
-            assert 0 <= row["eval_accuracy"] <= 1
-            assert row["eval_loss"] > 0
-    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+        assert row.num_clients == 20  # fraction 1.0 of 20 clients
+        assert row.train_loss > 0
+        assert row.seconds >= 0
+        assert (row.central is not None) == (row.round % DEMO_EVERY == 0), row
+        if row.central is not None:
+            assert 0 <= row.central.accuracy <= 1
+            assert row.central.loss > 0
+    assert rows[-1].train_loss < rows[0].train_loss
 
 
 @pytest.mark.slow
@@ -202,8 +200,8 @@ def test_same_seed_same_model(demo: DemoRuns) -> None:
     a = read_json(demo.by_script / "summary.json")
     b = read_json(demo.in_process / "summary.json")
     assert a["model_sha256"] == b["model_sha256"]
-    assert [r["train_loss"] for r in metrics(demo.by_script)] == [
-        r["train_loss"] for r in metrics(demo.in_process)
+    assert [r.train_loss for r in metrics(demo.by_script)] == [
+        r.train_loss for r in metrics(demo.in_process)
     ]
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from fedswarm.reports import RoundRecord
 from fedswarm.run.config import loads_config
 from fedswarm.run.simulate import simulate
 from fedswarm.security.pki import Role, init_ca, issue, revoke
@@ -184,9 +185,8 @@ def test_a_killed_coordinator_resumes_to_the_same_model(pki: Path, fleet: Fleet)
     sim = simulate(loads_config(config.read_text()), fleet.dir / "sim")
     assert sim.round == 6
     assert _sha(state / "summary.json") == _sha(fleet.dir / "sim" / "summary.json")
-    rounds = [
-        json.loads(line)["round"] for line in (state / "metrics.jsonl").read_text().splitlines()
-    ]
+    lines = (state / "metrics.jsonl").read_text().splitlines()
+    rounds = [RoundRecord.from_json(json.loads(t), f"line {i}").round for i, t in enumerate(lines)]
     assert rounds == [1, 2, 3, 4, 5, 6]  # nothing lost, nothing repeated
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedswarm.driver import RoundReport, run_rounds
+from fedswarm.driver import run_rounds
+from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
 from fedswarm.run.build import build
 from fedswarm.run.config import BackendKind, RunConfig, parse_config

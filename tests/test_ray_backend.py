@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 
 from fedswarm.client import ClientApp
-from fedswarm.driver import RoundReport, run_rounds
+from fedswarm.driver import run_rounds
 from fedswarm.messages import ClientId, EvaluateIns
 from fedswarm.params import Params
+from fedswarm.reports import RoundReport
 from fedswarm.run.build import build
 from fedswarm.run.config import BackendKind, RunConfig, parse_config
 from fedswarm.run.participants import ConfiguredClients

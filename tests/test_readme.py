@@ -81,10 +81,13 @@ def _keys(model: type[BaseModel]) -> set[str]:
         cfg.ScaffoldConfig,
         cfg.SimulationConfig,
         cfg.DeploymentConfig,
+        cfg.StoreConfig,
     ],
 )
 def test_reference_documents_every_key(model: type[BaseModel]) -> None:
     reference = README.read_text().split("## Config reference", 1)[1]
-    nested = {"data", "model", "client", "strategy", "evaluation", "simulation", "deployment"}
+    nested = {
+        "data", "model", "client", "strategy", "evaluation", "simulation", "deployment", "store",
+    }  # fmt: skip
     missing = {k for k in _keys(model) - nested if f"`{k}`" not in reference}
     assert not missing, f"README config reference lacks {sorted(missing)}"

@@ -27,10 +27,10 @@ from fedswarm.aggregation import (
 from fedswarm.algorithms.base import ClientUpdate
 from fedswarm.algorithms.local_sgd import LocalSGD
 from fedswarm.algorithms.scaffold import CLIENT_CONTROL, Scaffold
-from fedswarm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fedswarm.checkpoint import Checkpoint, decode_params, decode_state, encode_params, encode_state
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
-from fedswarm.driver import RoundPolicy, RoundReport, pump, run_rounds
+from fedswarm.driver import RoundPolicy, pump, run_rounds
 from fedswarm.messages import (
     ClientId,
     EvaluateIns,
@@ -43,6 +43,7 @@ from fedswarm.messages import (
     Stage,
 )
 from fedswarm.params import Params
+from fedswarm.reports import RoundRecord, RoundReport
 from fedswarm.rounds import (
     Exchange,
     FitReplyCheck,
@@ -356,9 +357,9 @@ def test_resuming_from_a_checkpoint_equals_running_straight(name: str, tmp_path:
     straight = run_rounds(strategy, federation(FOUR), init, rounds=4, run=RUN)
     first = federation(FOUR)
     halfway = run_rounds(strategy, first, init, rounds=2, run=RUN)
-    save_checkpoint(tmp_path / "ckpt", Checkpoint(halfway, first.memories, "cfg"))
+    saved = encode_params(halfway.params), encode_state(Checkpoint(halfway, first.memories))
     # A restart: the saved state, a new transport over the same client "disks".
-    ckpt = load_checkpoint(tmp_path / "ckpt")
+    ckpt = decode_state(saved[1], decode_params(saved[0], "params"), "state")
     again = InMemoryTransport(first.client_ids, first.make_client, memories=dict(ckpt.memories))
     seen: list[int] = []
     resumed = run_rounds(
@@ -444,8 +445,8 @@ def test_run_rounds_evaluates_every_k_rounds_and_at_the_end() -> None:
     assert last is not None
     assert last.num_examples == 4
     assert last.loss == pytest.approx(sum(e.loss * e.num_examples for e in per_client) / 4)
-    assert "eval_loss" not in reports[0].record()
-    assert reports[2].record()["fed_eval_loss"] == last.loss
+    assert "eval_loss" not in RoundRecord.from_report(reports[0]).to_json()
+    assert RoundRecord.from_report(reports[2]).to_json()["fed_eval_loss"] == last.loss
 
 
 @dataclass(frozen=True)

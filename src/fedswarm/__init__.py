@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fedswarm.aggregation import WeightedMean, Weighting, weighted_mean
     from fedswarm.client import ClientApp
-    from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
+    from fedswarm.driver import RoundPolicy, run_rounds
     from fedswarm.params import Params
     from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
+    from fedswarm.reports import RoundReport
     from fedswarm.run.config import RunConfig, load_config
     from fedswarm.sampling import UniformSampler
     from fedswarm.server_opt import AdaptiveRule
@@ -36,7 +37,7 @@ _WHERE = {
     "OptimizerKind": "fedswarm.training",
     "Params": "fedswarm.params",
     "RoundPolicy": "fedswarm.driver",
-    "RoundReport": "fedswarm.driver",
+    "RoundReport": "fedswarm.reports",
     "RunConfig": "fedswarm.run.config",
     "RunInfo": "fedswarm.strategy",
     "ServerState": "fedswarm.strategy",

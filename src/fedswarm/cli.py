@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # the CLI imports torch, sklearn and matplotlib only when a run starts
-    from fedswarm.driver import RoundReport
+    from fedswarm.reports import RoundReport
     from fedswarm.run.config import RunConfig
 
 __all__ = ["app", "main"]
@@ -43,7 +43,11 @@ OutOption = Annotated[
 ]
 
 
-def _line(r: RoundReport) -> str:
+def _line(report: RoundReport) -> str:
+    """A round as one printed line (from its record: what metrics.jsonl keeps)."""
+    from fedswarm.reports import RoundRecord
+
+    r = RoundRecord.from_report(report)
     parts = [
         f"round {r.round:>4}",
         f"train_loss {r.train_loss:.4f}",
@@ -95,7 +99,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     console.print(table)
     console.print(
         f"run directory: {out} (metrics.jsonl, summary.json, model.safetensors, "
-        "config.toml, curves.png)"
+        "config.toml, curves.png; state.sqlite and versions/: every round's model)"
     )
 
 
@@ -107,14 +111,14 @@ def _fail(what: str, exc: Exception, code: int) -> typer.Exit:
 
 def _guarded(config: RunConfig, out: Path) -> None:
     from fedswarm.data.errors import DatasetNotInstalledError
-    from fedswarm.run.rundir import RunDirectoryError
+    from fedswarm.run.store import RunStoreError
     from fedswarm.transport.base import ClientError
 
     try:
         _execute(config, out)
     except DatasetNotInstalledError as exc:
         raise _fail("dataset missing", exc, 1) from None
-    except (ClientError, RunDirectoryError) as exc:
+    except (ClientError, RunStoreError) as exc:
         raise _fail("run failed", exc, 1) from None
 
 
@@ -200,7 +204,7 @@ def server(
         raise _fail("config error", exc, 2) from None
     from fedswarm.deploy.coordinator import Coordinator
     from fedswarm.deploy.node import NodeSetupError, find_node
-    from fedswarm.deploy.state import StateDirError
+    from fedswarm.run.store import RunStoreError
     from fedswarm.security.pki import PkiError, Role
 
     _deploy_logging()
@@ -210,7 +214,7 @@ def server(
             config, node, pki, state, on_round=lambda r: console.print(_line(r))
         )
         summary = coordinator.run(listen)
-    except (NodeSetupError, PkiError, StateDirError, ValueError, OSError) as exc:
+    except (NodeSetupError, PkiError, RunStoreError, ValueError, OSError) as exc:
         raise _fail("server error", exc, 1) from None
     _print_summary(summary, state)
 

@@ -12,8 +12,9 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from fedswarm.messages import ClientId, Failure, Outcome
+from fedswarm.messages import Outcome
 from fedswarm.params import Params
+from fedswarm.reports import RoundReport
 from fedswarm.rounds import Exchange, evaluate_round, fit_round
 from fedswarm.sampling import Sampler
 from fedswarm.seeding import round_rng
@@ -21,7 +22,7 @@ from fedswarm.strategy import FitStrategy, RunInfo, ServerState
 from fedswarm.training import Evaluation
 from fedswarm.transport.base import Transport
 
-__all__ = ["RoundPolicy", "RoundReport", "pump", "run_rounds"]
+__all__ = ["RoundPolicy", "pump", "run_rounds"]
 
 T = TypeVar("T")
 
@@ -40,39 +41,6 @@ class RoundPolicy:
             raise ValueError("min_replies and evaluate_every must be at least 1")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
-
-
-@dataclass(frozen=True)
-class RoundReport:
-    round: int
-    num_clients: int
-    num_failures: int
-    train_loss: float
-    update_norm: float
-    seconds: float  # wall time of the fit round (sampling to aggregation)
-    central: Evaluation | None = None
-    federated: Evaluation | None = None
-    replied: tuple[ClientId, ...] = ()  # whose updates count
-    failures: tuple[Failure, ...] = ()  # who failed and why (refusals included)
-
-    def record(self) -> dict[str, float | int]:
-        """One line of ``metrics.jsonl``."""
-        rec: dict[str, float | int] = {
-            "round": self.round,
-            "train_loss": self.train_loss,
-            "num_clients": self.num_clients,
-            "num_failures": self.num_failures,
-            "update_norm": self.update_norm,
-            "seconds": self.seconds,
-        }
-        if self.central is not None:
-            rec |= {"eval_loss": self.central.loss, "eval_accuracy": self.central.accuracy}
-        if self.federated is not None:
-            rec |= {
-                "fed_eval_loss": self.federated.loss,
-                "fed_eval_accuracy": self.federated.accuracy,
-            }
-        return rec
 
 
 def pump(

@@ -5,7 +5,7 @@ run_rounds`), over :class:`~fedswarm.transport.grpc.server.GrpcServerTransport` 
 of the in-memory transport. Before each round the coordinator waits for the configured
 participants (``[deployment] clients``) or ``join_timeout_s``, whichever comes first, and
 re-reads the CRL if it changed. After each round it commits the state to the state
-directory (:mod:`fedswarm.deploy.state`), so a killed coordinator restarted with the same
+directory (a :class:`~fedswarm.run.store.RunStore`), so a killed coordinator restarted with the same
 arguments resumes at the next round. A round without a quorum is played again once
 participants are back: nothing is committed for it.
 """
@@ -21,16 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from fedswarm.deploy.node import peer_check, tls_identity
-from fedswarm.deploy.state import StateStore
-from fedswarm.driver import RoundReport, run_rounds
+from fedswarm.driver import run_rounds
 from fedswarm.messages import ClientId, Outcome
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
+from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
 from fedswarm.run.build import build_strategy, data_spec, round_policy
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
+from fedswarm.run.store import RunStore
 from fedswarm.security.pki import NodePaths, Role, TrustStore
 from fedswarm.strategy import RunInfo, ServerState
 from fedswarm.transport.base import Fold, Request
@@ -105,12 +106,13 @@ class Coordinator:
         """Serve on ``listen`` (HOST:PORT) until the last round; returns the summary (empty
         if stopped before the last round)."""
         cfg = self.config
-        store = StateStore.open(self.state_dir, cfg)
+        store = RunStore.open(self.state_dir, cfg)
         dataset = configured_dataset(data_spec(cfg.data, cfg.seed))  # schema, central test
         learner = TorchLearner(model_factory(cfg.model, dataset))
         strategy, run = build_strategy(cfg), RunInfo(store.run_id, cfg.seed)
         with torch_settings(cfg.simulation.threads):
-            state = store.latest() or strategy.init(learner.init_params(cfg.seed))
+            start = store.latest() or store.begin(strategy.init(learner.init_params(cfg.seed)))
+        state = start.state
         spec = RunSpec(
             run.run_id, dump_config(cfg), dataset.name, dataset.input_shape, dataset.num_classes
         )
@@ -123,7 +125,7 @@ class Coordinator:
             central = lambda p: learner.evaluate(p, dataset.central_test)  # noqa: E731
 
         def commit(s: ServerState, report: RoundReport) -> None:
-            store.commit(s, report)
+            store.commit(s, report, {})  # participants keep their memories themselves
             store.refused(transport.take_refusals(), s.round)
             store.seen(transport.available())
             self.on_round(report)
@@ -139,7 +141,7 @@ class Coordinator:
                         )  # fmt: skip
                     except QuorumError as err:  # nothing was committed: play it again
                         _log.warning("%s; playing the round again", err)
-                        state = store.latest() or state
+                        state = (store.latest() or start).state
                         self.stop.wait(1.0)
             return store.finish(state) if state.round >= cfg.rounds else {}
         finally:

@@ -45,6 +45,7 @@ __all__ = [
     "RunConfig",
     "ScaffoldConfig",
     "SimulationConfig",
+    "StoreConfig",
     "StrategyConfig",
     "config_sha256",
     "dump_config",
@@ -226,6 +227,21 @@ class DeploymentConfig(_Frozen):
     max_downloads: int = Field(2, ge=1, description="instructions sent at once (bounds memory)")
 
 
+class StoreConfig(_Frozen):
+    """Which rounds' model versions the run store keeps (every round's row is kept, with its
+    parent: a pruned version loses only its file). The last round is always resumable."""
+
+    keep_every: int = Field(
+        1, ge=0, description="keep every k-th round's model (round 0 too); 0: only the last"
+    )
+    keep_last: int = Field(2, ge=1, description="always keep the last k rounds' models")
+
+    def keeps(self, round_: int, last: int) -> bool:
+        """Whether round ``round_``'s version is kept once round ``last`` is committed."""
+        every = self.keep_every > 0 and round_ % self.keep_every == 0
+        return every or round_ > last - self.keep_last
+
+
 class RunConfig(_Frozen):
     seed: int = Field(0, ge=0)
     rounds: int = Field(50, ge=1)
@@ -236,6 +252,7 @@ class RunConfig(_Frozen):
     evaluation: EvaluationConfig = EvaluationConfig()
     simulation: SimulationConfig = SimulationConfig()
     deployment: DeploymentConfig = DeploymentConfig()
+    store: StoreConfig = StoreConfig()
 
     @model_validator(mode="after")
     def _scaffold_needs_plain_sgd(self) -> RunConfig:

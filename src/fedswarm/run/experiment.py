@@ -2,7 +2,7 @@
 
 :func:`fedswarm.run.build.build` makes one from a config; :meth:`Experiment.train` runs every
 round with the configured simulation backend (``fedswarm.run.simulate`` adds the run
-directory).
+store).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from fedswarm.checkpoint import Checkpoint
 from fedswarm.data.arrays import FederatedDataset
-from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
+from fedswarm.driver import RoundPolicy, run_rounds
 from fedswarm.learner import Learner
 from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.pytorch.settings import torch_settings
+from fedswarm.reports import RoundReport
 from fedswarm.run.config import BackendKind, RunConfig
 from fedswarm.run.participants import ConfiguredClients
 from fedswarm.simulation.backends import (
@@ -77,7 +78,7 @@ class Experiment:
         on_round: Callable[[RoundProgress], None] = lambda progress: None,
         resume: Checkpoint | None = None,
     ) -> ServerState:
-        """Every configured round in memory, no files (``simulate`` adds the run directory).
+        """Every configured round in memory, no files (``simulate`` adds the run store).
 
         Sets the run's torch settings (deterministic kernels, thread count) for its duration
         and closes the backend's workers on every path.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -10,28 +10,39 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never a display
 import matplotlib.pyplot as plt
 
+from fedswarm.reports import RoundRecord
+
 __all__ = ["plot_curves"]
 
+_Value = Callable[[RoundRecord], float | None]
 
-def _series(records: Sequence[dict[str, float]], key: str) -> tuple[list[float], list[float]]:
-    pts = [(r["round"], r[key]) for r in records if key in r]
+
+def _series(records: Sequence[RoundRecord], value: _Value) -> tuple[list[int], list[float]]:
+    pts = [(r.round, v) for r in records if (v := value(r)) is not None]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def plot_curves(records: Sequence[dict[str, float]], path: Path, title: str) -> None:
+_ACCURACY: tuple[tuple[_Value, str], ...] = (
+    (lambda r: None if r.central is None else r.central.accuracy, "central test"),
+    (lambda r: None if r.federated is None else r.federated.accuracy, "clients' test"),
+)
+_LOSS: tuple[tuple[_Value, str], ...] = (
+    (lambda r: r.train_loss, "train (clients)"),
+    (lambda r: None if r.central is None else r.central.loss, "central test"),
+    (lambda r: None if r.federated is None else r.federated.loss, "clients' test"),
+)
+
+
+def plot_curves(records: Sequence[RoundRecord], path: Path, title: str) -> None:
     """Two panels: evaluation accuracy, and train/evaluation loss, against the round."""
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for key, label in (("eval_accuracy", "central test"), ("fed_eval_accuracy", "clients' test")):
-        xs, ys = _series(records, key)
+    for value, label in _ACCURACY:
+        xs, ys = _series(records, value)
         if xs:
             acc.plot(xs, ys, marker=".", label=label)
     acc.set(xlabel="round", ylabel="accuracy", title="accuracy", ylim=(0, 1))
-    for key, label in (
-        ("train_loss", "train (clients)"),
-        ("eval_loss", "central test"),
-        ("fed_eval_loss", "clients' test"),
-    ):
-        xs, ys = _series(records, key)
+    for value, label in _LOSS:
+        xs, ys = _series(records, value)
         if xs:
             loss.plot(xs, ys, marker=".", label=label)
     loss.set(xlabel="round", ylabel="loss", title="loss")

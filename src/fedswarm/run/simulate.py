@@ -1,15 +1,15 @@
-"""``fedswarm run``: a configured simulation that writes (or resumes) its run directory."""
+"""``fedswarm run``: a configured simulation that writes (or resumes) its run store."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from fedswarm.driver import RoundReport
+from fedswarm.reports import RoundReport
 from fedswarm.run.build import build
 from fedswarm.run.config import RunConfig
 from fedswarm.run.experiment import RoundProgress
-from fedswarm.run.rundir import RunDirectory
+from fedswarm.run.store import RunStore
 from fedswarm.strategy import ServerState
 
 __all__ = ["simulate"]
@@ -21,22 +21,24 @@ def simulate(
     on_round: Callable[[RoundReport], None] = lambda r: None,
     log: Callable[[str], None] = lambda line: None,
 ) -> ServerState:
-    """Run ``config`` in simulation, writing (or resuming) the run directory ``out``.
+    """Run ``config`` in simulation, writing (or resuming) the run store at ``out``.
 
     ``log`` receives notes the user should see (a backend fallback, a resumed run).
     """
     exp = build(config)
     for note in exp.notes:
         log(note)
-    rundir = RunDirectory.open(out, config)
-    checkpoint = rundir.checkpoint()  # before any workers start: a bad one fails fast
-    if checkpoint:
-        log(f"resuming {out} after round {checkpoint.state.round}")
+    store = RunStore.open(out, config)
+    start = store.latest()  # before any workers start: a damaged store fails fast
+    if start is None:
+        start = store.begin(exp.initial_state())
+    elif start.state.round:
+        log(f"resuming {out} after round {start.state.round}")
 
-    def record(progress: RoundProgress) -> None:
-        rundir.record_round(progress.state, progress.report, progress.memories)
+    def commit(progress: RoundProgress) -> None:
+        store.commit(progress.state, progress.report, progress.memories)
         on_round(progress.report)
 
-    final = exp.train(record, resume=checkpoint)
-    rundir.finish(final)
+    final = exp.train(commit, resume=start)
+    store.finish(final)
     return final

@@ -1,0 +1,310 @@
+"""The run store: what a run (``fedswarm run``) or a coordinator (``fedswarm server``) leaves
+behind, and what a killed one resumes from.
+
+::
+
+    config.toml          the run's resolved config (another config is refused)
+    state.sqlite         the commit point: every round's model version and its parent,
+                         the round records, the participant registry (clients, events)
+    versions/<sha256>.safetensors   model versions, content-addressed (round 0: the
+                         initial model); which are kept is the ``[store]`` table's choice
+    states/<sha256>.safetensors     the last round's resume state: optimiser moments,
+                         the algorithm's server slots and, in simulation, participants'
+                         memories (their data; the simulator stands in for their disks)
+    metrics.jsonl        a line per committed round (rewritten from the database on open)
+    model.safetensors, summary.json, curves.png    when the run ends
+
+A round is committed by the sqlite transaction that records it. Its version and state files
+are written first (atomically, fsynced), so whenever the process dies the store holds round
+N, complete, or round N - 1, from which the run plays round N again. Seeds depend only on
+(seed, round, client), so the replay is identical and nothing is lost or counted twice.
+After each commit, files no committed row needs (a crashed round's, a pruned version's)
+are removed. One process writes a store at a time; others may read ``state.sqlite``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedswarm.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    decode_params,
+    decode_state,
+    encode_params,
+    encode_state,
+)
+from fedswarm.messages import ClientId, ClientMemory
+from fedswarm.params import Params
+from fedswarm.reports import RecordError, RoundRecord, RoundReport
+from fedswarm.run import _ledger as ledger
+from fedswarm.run._blobs import BlobError, BlobFolder, write_atomic
+from fedswarm.run._ledger import ClientRecord, Event
+from fedswarm.run._results import METRICS, metrics_line, write_metrics, write_results
+from fedswarm.run.config import RunConfig, config_sha256, dump_config
+from fedswarm.strategy import ServerState
+
+__all__ = ["ClientRecord", "Event", "ModelVersion", "RunStore", "RunStoreError"]
+
+_LAST = "SELECT round, sha256, state FROM versions ORDER BY round DESC LIMIT 1"
+
+
+class RunStoreError(RuntimeError):
+    """A run store that cannot be used as asked; says which file and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    round: int  # the model after this many rounds (0: the initial model)
+    sha256: str  # of its version file: versions/<sha256>.safetensors
+    parent: str | None  # the version it was trained from (None for round 0)
+    kept: bool  # False: pruned by [store] retention (the row stays, the file is gone)
+
+
+@dataclass(frozen=True)
+class RunStore:
+    path: Path
+    config: RunConfig
+    run_id: str
+
+    @classmethod
+    def open(cls, path: Path, config: RunConfig) -> RunStore:
+        """Open (or create) the store at ``path`` for ``config``; refuses one of another
+        config, or of the layout before this one, writing nothing."""
+        path.mkdir(parents=True, exist_ok=True)
+        text = dump_config(config)
+        _refuse_foreign(path, text)
+        try:
+            with ledger.connect(path) as db:
+                db.executescript(ledger.SCHEMA)
+                run_id = _meta(db, "run_id", f"run-{uuid.uuid4().hex[:12]}")
+                if _meta(db, "config_sha256", config_sha256(config)) != config_sha256(config):
+                    raise RunStoreError(_other_config(path, ledger.DATABASE))
+        except sqlite3.DatabaseError as exc:
+            raise RunStoreError(
+                f"{path / ledger.DATABASE} is not a usable run store database ({exc}); "
+                "restore it from a backup, or delete the directory to start afresh"
+            ) from None
+        if not (path / "config.toml").exists():
+            write_atomic(path / "config.toml", text.encode())
+        store = cls(path, config, run_id)
+        write_metrics(path, store.records())  # a crash may have left a line too few or many
+        return store
+
+    @property
+    def _versions(self) -> BlobFolder:
+        return BlobFolder(self.path / "versions")
+
+    @property
+    def _states(self) -> BlobFolder:
+        return BlobFolder(self.path / "states")
+
+    def latest(self) -> Checkpoint | None:
+        """What to resume from: the last committed round (0 after :meth:`begin`), or None."""
+        with ledger.connect(self.path) as db:
+            row = db.execute(_LAST).fetchone()
+        if row is None:
+            return None
+        rnd, version, state = int(row[0]), str(row[1]), str(row[2])
+        try:
+            params = decode_params(self._versions.get(version), str(self._versions.file(version)))
+            data = self._states.get(state)
+            ckpt = decode_state(data, params, str(self._states.file(state)))
+        except (BlobError, CheckpointError) as exc:
+            raise RunStoreError(
+                f"round {rnd} of {self.path} cannot be resumed: {exc}; restore the file from a "
+                "backup, or delete the directory to start the run afresh"
+            ) from None
+        if ckpt.state.round != rnd:
+            file = self._states.file(state)
+            raise RunStoreError(f"{file} holds round {ckpt.state.round}, not round {rnd}")
+        return ckpt
+
+    def begin(self, initial: ServerState) -> Checkpoint:
+        """Commit round 0: the initial model (every later version descends from it)."""
+        if initial.round != 0:
+            raise RunStoreError(f"a run begins at round 0, not {initial.round}")
+        version, state = self._write(Checkpoint(initial, {}))
+        with ledger.connect(self.path) as db:
+            if db.execute(_LAST).fetchone() is not None:
+                raise RunStoreError(f"{self.path} has begun already; resume from latest()")
+            self._insert_version(db, 0, version, None, state)
+            needed = _needed(db)
+        self._sweep(*needed)
+        return Checkpoint(initial, {})
+
+    def commit(
+        self,
+        state: ServerState,
+        report: RoundReport,
+        memories: Mapping[ClientId, ClientMemory],
+    ) -> None:
+        """Record a completed round: its files first, then one transaction (the commit)."""
+        record = RoundRecord.from_report(report)
+        version, resume = self._write(Checkpoint(state, memories))
+        now = time.time()
+        with ledger.connect(self.path) as db:
+            parent = self._parent_of(db, state.round, report.round)
+            self._insert_version(db, state.round, version, parent, resume)
+            db.execute(
+                "INSERT INTO rounds VALUES (?, ?, ?)",
+                (state.round, now, json.dumps(record.to_json())),
+            )
+            ledger.record_outcomes(db, report, now)
+            self._retain(db, state.round)
+            needed = _needed(db)
+        self._sweep(*needed)
+        with open(self.path / METRICS, "a", encoding="utf-8") as f:
+            f.write(metrics_line(record))  # a view: open() rewrites it from the database
+
+    def versions(self) -> list[ModelVersion]:
+        """Every committed round's model version, round 0 first, pruned ones included."""
+        with ledger.connect(self.path) as db:
+            rows = db.execute("SELECT round, sha256, parent, kept FROM versions ORDER BY round")
+            return [ModelVersion(int(r), str(s), p, bool(k)) for r, s, p, k in rows.fetchall()]
+
+    def load_version(self, ref: int | str) -> Params:
+        """A kept version's model, by round or by sha256 (or a unique prefix of 8+ digits)."""
+        version = self._find(ref)
+        if not version.kept:
+            kept = [v.round for v in self.versions() if v.kept]
+            raise RunStoreError(
+                f"round {version.round}'s version {version.sha256[:12]} was pruned "
+                f"([store] keep_every/keep_last); kept rounds: {kept}"
+            )
+        file = self._versions.file(version.sha256)
+        try:
+            return decode_params(self._versions.get(version.sha256), str(file))
+        except (BlobError, CheckpointError) as exc:
+            raise RunStoreError(f"round {version.round}'s model version: {exc}") from None
+
+    def records(self) -> list[RoundRecord]:
+        """The committed rounds' records, in order."""
+        with ledger.connect(self.path) as db:
+            rows = db.execute("SELECT round, record FROM rounds ORDER BY round").fetchall()
+        where = f"{self.path / ledger.DATABASE} rounds row"
+        try:
+            return [RoundRecord.from_json(json.loads(text), f"{where} {r}") for r, text in rows]
+        except (RecordError, json.JSONDecodeError) as exc:
+            raise RunStoreError(f"{exc}; the database is damaged") from None
+
+    def finish(self, state: ServerState) -> dict[str, Any]:
+        """Write ``metrics.jsonl``, ``model.safetensors``, ``summary.json`` and
+        ``curves.png`` for the finished run; returns the summary."""
+        versions = self.versions()
+        last = versions[-1].round if versions else None
+        if state.round != last:
+            raise RunStoreError(f"finish: round {state.round} is not the last committed ({last})")
+        return write_results(self.path, self.config, state, self.records())
+
+    # --- the participant registry (the coordinator's view of its federation) -------------
+
+    def refused(self, refusals: Iterable[tuple[ClientId, str]], round_: int) -> None:
+        """Record bad input the transport refused (outside any round's replies)."""
+        with ledger.connect(self.path) as db:
+            ledger.record_refusals(db, refusals, round_, time.time())
+
+    def seen(self, client_ids: Sequence[ClientId]) -> None:
+        """Register connected participants (first and last seen)."""
+        with ledger.connect(self.path) as db:
+            ledger.touch(db, client_ids, time.time())
+
+    def clients(self) -> list[ClientRecord]:
+        with ledger.connect(self.path) as db:
+            return ledger.read_clients(db)
+
+    def events(self) -> list[Event]:
+        """Every failure and refusal, oldest first."""
+        with ledger.connect(self.path) as db:
+            return ledger.read_events(db)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _write(self, ckpt: Checkpoint) -> tuple[str, str]:
+        """Write a round's version and state files (before its commit); their sha256s."""
+        version = self._versions.put(encode_params(ckpt.state.params))
+        return version, self._states.put(encode_state(ckpt))
+
+    def _parent_of(self, db: sqlite3.Connection, state_round: int, report_round: int) -> str:
+        row = db.execute(_LAST).fetchone()
+        if row is None:
+            raise RunStoreError(f"{self.path}: commit before begin(); begin with round 0")
+        if not state_round == report_round == int(row[0]) + 1:
+            raise RunStoreError(
+                f"{self.path}: cannot commit round {state_round} (report of round "
+                f"{report_round}) after round {row[0]}; rounds are committed in order, once"
+            )
+        return str(row[1])
+
+    def _insert_version(
+        self, db: sqlite3.Connection, rnd: int, version: str, parent: str | None, state: str
+    ) -> None:
+        db.execute(
+            "INSERT INTO versions VALUES (?, ?, ?, 1, ?, ?)",
+            (rnd, version, parent, state, time.time()),
+        )
+
+    def _retain(self, db: sqlite3.Connection, last: int) -> None:
+        kept = db.execute("SELECT round FROM versions WHERE kept = 1").fetchall()
+        pruned = [(r,) for (r,) in kept if not self.config.store.keeps(r, last)]
+        db.executemany("UPDATE versions SET kept = 0 WHERE round = ?", pruned)
+
+    def _sweep(self, versions: set[str], states: set[str]) -> None:
+        """Remove the files no committed row needs (after the commit: never before)."""
+        self._versions.keep_only(versions)
+        self._states.keep_only(states)
+
+    def _find(self, ref: int | str) -> ModelVersion:
+        versions = self.versions()
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            found = [v for v in versions if v.round == ref]
+        elif isinstance(ref, str) and len(ref) >= 8:
+            found = [v for v in versions if v.sha256.startswith(ref.lower())]
+        else:
+            raise RunStoreError(f"a version is a round or 8+ digits of its sha256, not {ref!r}")
+        shas = sorted({v.sha256 for v in found})
+        if not shas:
+            last = versions[-1].round if versions else None
+            raise RunStoreError(f"{self.path} has no version {ref!r} (rounds 0 to {last})")
+        if len(shas) > 1:
+            raise RunStoreError(f"{ref!r} matches {len(shas)} versions ({shas}); give more digits")
+        return found[-1]  # the same model reached twice: the later round
+
+
+def _needed(db: sqlite3.Connection) -> tuple[set[str], set[str]]:
+    """The files committed rows need: kept versions, and the last round's state."""
+    kept = {str(s) for (s,) in db.execute("SELECT sha256 FROM versions WHERE kept = 1")}
+    last = db.execute(_LAST).fetchone()
+    return kept, ({str(last[2])} if last else set())
+
+
+def _meta(db: sqlite3.Connection, key: str, default: str) -> str:
+    db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, default))
+    return str(db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
+
+def _other_config(path: Path, file: str) -> str:
+    return (
+        f"{path} holds a run of a different config (its {file} differs); use another "
+        "directory (fedswarm run --out, fedswarm server --state) or delete this one to "
+        "start afresh"
+    )
+
+
+def _refuse_foreign(path: Path, config_text: str) -> None:
+    for old in ("checkpoint.safetensors", "checkpoints"):
+        if (path / old).exists():
+            raise RunStoreError(
+                f"{path} holds a run in the layout of an older fedswarm ({old}); finish it "
+                "with that version, or use another directory"
+            )
+    saved = path / "config.toml"
+    if saved.exists() and saved.read_text(encoding="utf-8") != config_text:
+        raise RunStoreError(_other_config(path, saved.name))
