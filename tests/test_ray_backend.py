@@ -214,3 +214,24 @@ def test_missing_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> 
 def test_importing_fedswarm_does_not_import_ray() -> None:
     code = "import sys, fedswarm.run.simulate, fedswarm.simulation; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_every_exchange_of_a_participant_in_a_round_reaches_its_actor(
+    local_ray: RayBackend,
+) -> None:
+    import ray.cloudpickle
+
+    import toy_protocol as toy
+    from fedswarm.driver import pump
+
+    ray.cloudpickle.register_pickle_by_value(toy)  # the actors cannot import tests/  # type: ignore[no-untyped-call]
+    clients = [f"p{i}" for i in range(6)]
+    transport = InMemoryTransport(
+        clients, toy.ToyClients(5), fail_fast=False, backend=local_ray, kinds=toy.KINDS
+    )
+    sequential = InMemoryTransport(clients, toy.ToyClients(5), kinds=toy.KINDS)
+    revealed = pump(toy.commit_reveal_round("run", 1, clients), transport, None)
+    assert revealed == pump(toy.commit_reveal_round("run", 1, clients), sequential, None)
+    assert local_ray._router is not None
+    where = {c: actor for c, (rnd, actor) in local_ray._router._open.items() if rnd == 1}
+    assert sorted(where) == clients  # every commitment left a session in some actor
