@@ -224,7 +224,8 @@ def test_every_exchange_of_a_participant_in_a_round_reaches_its_actor(
     import toy_protocol as toy
     from fedswarm.driver import pump
 
-    ray.cloudpickle.register_pickle_by_value(toy)  # the actors cannot import tests/  # type: ignore[no-untyped-call]
+    # the actors cannot import tests/: send the module by value
+    ray.cloudpickle.register_pickle_by_value(toy)  # type: ignore[no-untyped-call]
     clients = [f"p{i}" for i in range(6)]
     transport = InMemoryTransport(
         clients, toy.ToyClients(5), fail_fast=False, backend=local_ray, kinds=toy.KINDS
