@@ -20,6 +20,7 @@ from fedswarm.algorithms.presets import fedavg, fedavgm, fedopt, fedprox, scaffo
 from fedswarm.checkpoint import Checkpoint
 from fedswarm.config import (
     BackendKind,
+    ConfigError,
     DataConfig,
     FedAvgConfig,
     FedAvgMConfig,
@@ -36,6 +37,7 @@ from fedswarm.driver import RoundPolicy, RoundReport, run_rounds
 from fedswarm.learner import Learner, LocalTraining
 from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.models import model_factory
+from fedswarm.pytorch.device import DeviceUnavailableError, device_settings, resolve_device
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
 from fedswarm.rundir import RunDirectory
@@ -77,17 +79,23 @@ class Experiment:
     clients: ConfiguredClients
     backend: BackendKind  # what actually runs, after any fallback
     notes: tuple[str, ...] = ()  # what the user should know (e.g. why a fallback happened)
+    device: str = "cpu"  # where participants train and the model is evaluated (resolved)
 
     def transport(self) -> InMemoryTransport:
         """Participants under the configured backend, its workers started (each has loaded
         the data and built a participant), so rounds run in steady state from the first;
         ``close()`` it when done."""
         sim = self.config.simulation
+        # Workers on a GPU set its math as the driver does; Ray gives each actor a share.
+        on_gpu = self.device != "cpu"
+        tf32, gpus = (sim.tf32, sim.ray_gpus_per_actor) if on_gpu else (None, 0.0)
         backends: dict[BackendKind, Callable[[], Backend]] = {
             BackendKind.SEQUENTIAL: SequentialBackend,
             BackendKind.VECTORIZED: VectorizedBackend,
-            BackendKind.PROCESS: lambda: ProcessBackend(sim.workers),
-            BackendKind.RAY: lambda: RayBackend(sim.ray_address, sim.ray_actors),
+            BackendKind.PROCESS: lambda: ProcessBackend(sim.workers, tf32=tf32),
+            BackendKind.RAY: lambda: RayBackend(
+                sim.ray_address, sim.ray_actors, gpus_per_actor=gpus, tf32=tf32
+            ),
         }
         backend = backends[self.backend]()
         try:
@@ -121,7 +129,8 @@ class Experiment:
             if self.config.evaluation.central
             else None
         )
-        with torch_settings(self.config.simulation.threads):
+        sim = self.config.simulation
+        with torch_settings(sim.threads), device_settings(self.device, sim.tf32):
             state = resume.state if resume else self.initial_state()
             transport = self.transport()
             transport.memories.update(resume.memories if resume else {})
@@ -159,6 +168,7 @@ def build_strategy(config: RunConfig) -> Strategy:
         optimizer=c.optimizer,
         momentum=c.momentum,
         weight_decay=c.weight_decay,
+        precision=c.precision,
     )
     sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
     strategy = _algorithm(s, training, sampler)
@@ -240,7 +250,20 @@ def _backend(config: RunConfig, model_fn: Callable[[], nn.Module]) -> tuple[Back
     return kind, ""
 
 
+def _device(config: RunConfig) -> str:
+    """The configured device, resolved ("auto" to what this machine has)."""
+    requested = config.simulation.device.value
+    try:
+        return str(resolve_device(requested))
+    except DeviceUnavailableError as exc:
+        raise ConfigError(
+            f"simulation.device = {requested!r}, but {exc}: set simulation.device = "
+            '"cpu" (or "auto", which falls back to the CPU), or run where a CUDA GPU is'
+        ) from None
+
+
 def build(config: RunConfig, run_id: str = "local") -> Experiment:
+    device = _device(config)
     spec = data_spec(config.data, config.seed)
     dataset = configured_dataset(spec)
     model_fn = model_factory(config.model, dataset)
@@ -250,17 +273,19 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         config.model,
         vectorized=backend is BackendKind.VECTORIZED,
         max_clients_per_chunk=config.simulation.max_clients_per_chunk,
+        device=device,
     )
     return Experiment(
         config=config,
         dataset=dataset,
-        learner=TorchLearner(model_fn),
+        learner=TorchLearner(model_fn, device=device),
         strategy=build_strategy(config),
         policy=round_policy(config),
         run=RunInfo(run_id, config.seed),
         clients=clients,
         backend=backend,
         notes=(note,) if note else (),
+        device=device,
     )
 
 

@@ -151,23 +151,30 @@ def _fit_group(members: Sequence[tuple[int, Job, ClientApp]]) -> list[JobResult]
 _WORKER_FACTORY: ClientFactory | None = None
 
 
-def worker_torch_settings() -> None:
+def worker_torch_settings(tf32: bool | None = None) -> None:
     """Torch in a worker process (a pool's or a Ray actor's), for good: one intra-op
     thread, since the workers are the parallelism, and deterministic kernels, as the driver
     runs them (``experiment.torch_settings``). Switching determinism on imports
     ``torch._dynamo`` (about 2 s), which the first ``torch.optim`` optimiser would
-    otherwise import inside the first round."""
+    otherwise import inside the first round. ``tf32``: for workers that train on a GPU,
+    its float32 math (``fedswarm.pytorch.device.set_cuda_math``); None: CPU workers."""
     import torch
 
+    if tf32 is not None:
+        from fedswarm.pytorch.device import set_cuda_math
+
+        set_cuda_math(tf32)  # before the first CUDA matmul, which reads the cuBLAS setting
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
 
 
-def _init_worker(make_client: ClientFactory, warm_up: ClientId | None) -> None:
+def _init_worker(
+    make_client: ClientFactory, warm_up: ClientId | None, tf32: bool | None = None
+) -> None:
     global _WORKER_FACTORY  # one factory per worker process, set once at start-up
     _WORKER_FACTORY = make_client
-    worker_torch_settings()
+    worker_torch_settings(tf32)
     if warm_up is not None:
         make_client(warm_up)  # loads the data and builds the learner, once per worker
 
@@ -185,12 +192,14 @@ def _worker_pid(_: int) -> int:
 
 class ProcessBackend:
     """A pool of ``workers`` processes, each building participants with its own copy of the
-    (picklable) client factory, so datasets are loaded in the workers, not shipped."""
+    (picklable) client factory, so datasets are loaded in the workers, not shipped.
+    ``tf32``: see :func:`worker_torch_settings` (None: the workers train on the CPU)."""
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, tf32: bool | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
+        self.tf32 = tf32
         self._pool: ProcessPoolExecutor | None = None
         self._factory: ClientFactory | None = None
 
@@ -219,7 +228,7 @@ class ProcessBackend:
             self.workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(make_client, warm_up),
+            initargs=(make_client, warm_up, self.tf32),
         )
         self._factory = make_client
         return self._pool

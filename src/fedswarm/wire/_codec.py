@@ -7,7 +7,7 @@ import struct
 from collections.abc import Callable
 from typing import TypeAlias
 
-from fedswarm.learner import LocalTraining, OptimizerKind
+from fedswarm.learner import LocalTraining, OptimizerKind, Precision
 from fedswarm.messages import EvaluateIns, EvaluateRes, Failure, FitIns, FitRes, Stage
 from fedswarm.params import Params, ParamSpec, TensorSpec
 from fedswarm.wire._errors import WireError
@@ -132,6 +132,7 @@ def _write_training(lt: LocalTraining) -> Header:
         "optimizer": lt.optimizer.value,
         "momentum": float(lt.momentum),
         "weight_decay": float(lt.weight_decay),
+        "precision": lt.precision.value,
     }
 
 
@@ -145,6 +146,7 @@ def _read_training(f: Fields) -> LocalTraining:
             optimizer=f.choice("optimizer", OptimizerKind),
             momentum=f.number("momentum"),
             weight_decay=f.number("weight_decay"),
+            precision=f.choice("precision", Precision),
         )
     except WireError:
         raise
