@@ -111,11 +111,14 @@ def _fail(what: str, exc: Exception, code: int) -> typer.Exit:
 
 def _guarded(config: RunConfig, out: Path) -> None:
     from fedswarm.data.errors import DatasetNotInstalledError
+    from fedswarm.run.config import ConfigError
     from fedswarm.run.store import RunStoreError
     from fedswarm.transport.base import ClientError
 
     try:
         _execute(config, out)
+    except ConfigError as exc:  # valid, but not on this machine (e.g. cuda without a GPU)
+        raise _fail("config error", exc, 2) from None
     except DatasetNotInstalledError as exc:
         raise _fail("dataset missing", exc, 1) from None
     except (ClientError, RunStoreError) as exc:
@@ -139,21 +142,38 @@ def demo(
     _guarded(config, out or Path("runs/demo"))
 
 
+class Device(enum.Enum):
+    """The CLI's view of ``fedswarm.run.config.DeviceKind`` (kept equal by a test), so that
+    parsing the command line does not import pydantic."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+    AUTO = "auto"
+
+
 @app.command()
 def run(
     config_path: Annotated[
         Path, typer.Argument(metavar="CONFIG.toml", help="Run configuration (TOML).")
     ],
     out: OutOption = None,
+    device: Annotated[
+        Device | None,
+        typer.Option(help="Where participants train: overrides simulation.device."),
+    ] = None,
 ) -> None:
     """Run any configured simulation from a run configuration (TOML) file.
 
     The README's config reference lists every key; unknown keys are errors.
     """
-    from fedswarm.run.config import ConfigError, load_config
+    from fedswarm.run.config import ConfigError, load_config, parse_config
 
     try:
         config = load_config(config_path)
+        if device is not None:  # re-validated, not patched in
+            raw = config.model_dump(mode="json")
+            raw["simulation"]["device"] = device.value
+            config = parse_config(raw, f"{config_path} with --device {device.value}")
     except ConfigError as exc:
         raise _fail("config error", exc, 2) from None
     _guarded(config, out or Path("runs") / config_path.stem)

@@ -18,6 +18,7 @@ __all__ = [
     "LocalFit",
     "LocalTraining",
     "OptimizerKind",
+    "Precision",
 ]
 
 
@@ -26,13 +27,21 @@ class OptimizerKind(enum.Enum):
     ADAM = "adam"
 
 
+class Precision(enum.Enum):
+    """The arithmetic of local training's forward pass and loss. Parameters, gradients,
+    optimiser state and evaluation stay float32 either way."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"  # bfloat16 autocast around forward and loss
+
+
 @dataclass(frozen=True)
 class LocalTraining:
     """How a client trains in one round: sent by the server with every fit instruction.
 
     At most one of ``epochs`` and ``steps`` is set: whole passes over the local data, or a
     fixed number of mini-batch steps (cycling through reshuffled epochs as needed). Neither
-    means one epoch.
+    means one epoch. ``precision`` is the forward pass's arithmetic (see :class:`Precision`).
     """
 
     batch_size: int
@@ -42,6 +51,7 @@ class LocalTraining:
     optimizer: OptimizerKind = OptimizerKind.SGD
     momentum: float = 0.0
     weight_decay: float = 0.0
+    precision: Precision = Precision.FP32
 
     def __post_init__(self) -> None:
         if self.epochs is None and self.steps is None:

@@ -22,13 +22,15 @@ _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
 def gated(
     active: torch.Tensor,
+    full: bool,
     trained: torch.Tensor | None,
     new: tuple[torch.Tensor, ...],
     old: tuple[torch.Tensor, ...],
 ) -> tuple[torch.Tensor, OptState]:
     """The new (K, D) parameters and optimiser state where a client stepped and an entry is
-    trained, the old ones elsewhere: frozen clients and entries stay bit-identical."""
-    if trained is None and bool(active.all()):
+    trained, the old ones elsewhere: frozen clients and entries stay bit-identical.
+    ``full``: every client stepped (``active.all()``, known without reading the device)."""
+    if trained is None and full:
         return new[0], new[1:]
     # A 0/1 factor per client (K, 1), and per entry (K, D) if some are not trained.
     gate = active[:, None] if trained is None else active[:, None] & trained
@@ -39,19 +41,16 @@ def gated(
 def corrector(
     start: torch.Tensor, corrections: Sequence[GradientCorrection]
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``g + mu_k * (w - w_global) + shift_k`` on (K, D) matrices, as TorchLearner's order."""
-    mu = torch.tensor([c.mu for c in corrections], dtype=torch.float32)[:, None]  # (K, 1)
+    """``g + mu_k * (w - w_global) + shift_k`` on (K, D) matrices, as TorchLearner's order;
+    ``mu`` (K, 1) and the shifts (K, D) on ``start``'s device."""
+    device = start.device
+    mu = torch.tensor([c.mu for c in corrections], dtype=torch.float32, device=device)[:, None]
     any_mu = any(c.mu for c in corrections)
     shift = None
     if any(c.shift is not None for c in corrections):
-        shift = torch.stack(
-            [
-                torch.zeros_like(start)
-                if c.shift is None
-                else torch.from_numpy(np.asarray(c.shift, np.float32).copy())
-                for c in corrections
-            ]
-        )  # (K, D)
+        zero = np.zeros(start.shape[-1], np.float32)
+        rows = [zero if c.shift is None else np.asarray(c.shift, np.float32) for c in corrections]
+        shift = torch.from_numpy(np.stack(rows)).to(device)  # (K, D), in one copy
 
     def correct(w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         if any_mu:

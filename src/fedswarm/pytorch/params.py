@@ -18,9 +18,9 @@ def module_params(module: nn.Module) -> Params:
 
 
 def flat_tensor(module: nn.Module) -> np.ndarray:
-    """The module's state as one float32 vector in state-dict order."""
+    """The module's state as one float32 vector in state-dict order (in host memory)."""
     parts = [t.detach().reshape(-1).to(torch.float32) for t in module.state_dict().values()]
-    return torch.cat(parts).numpy() if parts else np.zeros(0, np.float32)
+    return torch.cat(parts).cpu().numpy() if parts else np.zeros(0, np.float32)
 
 
 def named_slices(spec: ParamSpec, flat: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -34,6 +34,7 @@ def load_params(module: nn.Module, params: Params) -> None:
 
     What ``load_state_dict`` does for plain tensors (``copy_`` into each parameter and
     buffer, converting dtype), at a third of its cost, which a learner pays every task.
+    A module on a GPU receives the whole vector in one copy.
     """
     state = module.state_dict(keep_vars=False)  # detached tensors sharing the module's storage
     shapes = tuple((name, tuple(t.shape)) for name, t in state.items())
@@ -42,7 +43,8 @@ def load_params(module: nn.Module, params: Params) -> None:
             "parameters do not fit this model: model tensors "
             f"{shapes[:4]}... vs received {params.spec.names[:4]}..."
         )
-    sources = named_slices(params.spec, torch.from_numpy(params.flat.copy()))
+    device = next(iter(state.values())).device if state else torch.device("cpu")
+    sources = named_slices(params.spec, torch.from_numpy(params.flat.copy()).to(device))
     with torch.no_grad():
         for target, source in zip(state.values(), sources.values(), strict=True):
             target.copy_(source)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["set_torch_settings", "torch_settings"]
+__all__ = ["set_torch_settings", "torch_settings", "worker_torch_settings"]
 
 
 def set_torch_settings(threads: int) -> tuple[bool, int, bool]:
@@ -39,3 +39,16 @@ def torch_settings(threads: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(num_threads)
         torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
+
+
+def worker_torch_settings(tf32: bool | None = None) -> None:
+    """A worker process's settings, for good (a pool's or a Ray actor's): one intra-op
+    thread, since the workers are the parallelism, and deterministic kernels as the driver
+    runs them. ``tf32``: for workers that train on a GPU, its float32 math
+    (:func:`fedswarm.pytorch.device.set_cuda_math`), set before the first CUDA matmul, which
+    reads the cuBLAS setting; None: CPU workers."""
+    if tf32 is not None:
+        from fedswarm.pytorch.device import set_cuda_math
+
+        set_cuda_math(tf32)
+    set_torch_settings(threads=1)

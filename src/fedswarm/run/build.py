@@ -13,10 +13,12 @@ from fedswarm.data.partition import PartitionSpec
 from fedswarm.data.registry import DataSpec
 from fedswarm.driver import RoundPolicy
 from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
+from fedswarm.pytorch.device import DeviceUnavailableError, resolve_device
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
 from fedswarm.run.config import (
     BackendKind,
+    ConfigError,
     DataConfig,
     FedAvgConfig,
     FedAvgMConfig,
@@ -48,6 +50,7 @@ def build_strategy(config: RunConfig) -> Strategy:
         optimizer=c.optimizer,
         momentum=c.momentum,
         weight_decay=c.weight_decay,
+        precision=c.precision,
     )
     sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
     strategy = _algorithm(s, training, sampler)
@@ -120,7 +123,20 @@ def _backend(config: RunConfig, model_fn: Callable[[], nn.Module]) -> tuple[Back
     return kind, ""
 
 
+def _device(config: RunConfig) -> str:
+    """The configured device, resolved ("auto" to what this machine has)."""
+    requested = config.simulation.device.value
+    try:
+        return str(resolve_device(requested))
+    except DeviceUnavailableError as exc:
+        raise ConfigError(
+            f"simulation.device = {requested!r}, but {exc}: set simulation.device = "
+            '"cpu" (or "auto", which falls back to the CPU), or run where a CUDA GPU is'
+        ) from None
+
+
 def build(config: RunConfig, run_id: str = "local") -> Experiment:
+    device = _device(config)
     spec = data_spec(config.data, config.seed)
     dataset = configured_dataset(spec)
     model_fn = model_factory(config.model, dataset)
@@ -130,15 +146,17 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         config.model,
         vectorized=backend is BackendKind.VECTORIZED,
         max_clients_per_chunk=config.simulation.max_clients_per_chunk,
+        device=device,
     )
     return Experiment(
         config=config,
         dataset=dataset,
-        learner=TorchLearner(model_fn),
+        learner=TorchLearner(model_fn, device=device),
         strategy=build_strategy(config),
         policy=round_policy(config),
         run=RunInfo(run_id, config.seed),
         clients=clients,
         backend=backend,
         notes=(note,) if note else (),
+        device=device,
     )

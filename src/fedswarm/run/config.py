@@ -27,7 +27,7 @@ from pydantic import (
 from fedswarm.aggregation import Weighting
 from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
-from fedswarm.training import OptimizerKind
+from fedswarm.training import OptimizerKind, Precision
 
 __all__ = [
     "BackendKind",
@@ -35,6 +35,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DatasetName",
+    "DeviceKind",
     "EvaluationConfig",
     "FedAvgConfig",
     "FedAvgMConfig",
@@ -111,6 +112,9 @@ class ClientConfig(_Frozen):
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    precision: Precision = Field(
+        Precision.FP32, description="bf16: bfloat16 autocast in local training's forward"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -181,8 +185,19 @@ class BackendKind(enum.Enum):
     RAY = "ray"  # a pool of Ray actors, on this machine or a Ray cluster
 
 
+class DeviceKind(enum.Enum):
+    CPU = "cpu"
+    CUDA = "cuda"  # an error where torch sees no CUDA device
+    AUTO = "auto"  # cuda where torch sees one, else cpu
+
+
 class SimulationConfig(_Frozen):
     backend: BackendKind = BackendKind.VECTORIZED
+    device: DeviceKind = Field(DeviceKind.CPU, description="where participants train")
+    tf32: bool = Field(False, description="cuda: TF32 matmuls and convolutions")
+    ray_gpus_per_actor: float | None = Field(
+        None, gt=0, description="ray on cuda: GPUs per actor; unset: the GPUs shared evenly"
+    )
     workers: int = Field(2, ge=1, description="process backend: worker processes")
     threads: int = Field(1, ge=1, description="torch intra-op threads per process")
     ray_address: str | None = Field(
@@ -199,6 +214,15 @@ class SimulationConfig(_Frozen):
     max_clients_per_chunk: int | None = Field(
         None, ge=1, description="vectorized: clients trained at once; unset: automatic"
     )
+
+    @model_validator(mode="after")
+    def _gpus_need_a_gpu_device(self) -> SimulationConfig:
+        if self.ray_gpus_per_actor is not None and self.device is DeviceKind.CPU:
+            raise ValueError(
+                'simulation.ray_gpus_per_actor needs simulation.device = "cuda" or "auto"; '
+                "remove it to train on the CPU"
+            )
+        return self
 
     @property
     def simulates_devices(self) -> bool:

@@ -15,6 +15,7 @@ from fedswarm.data.arrays import FederatedDataset
 from fedswarm.driver import RoundPolicy, run_rounds
 from fedswarm.learner import Learner
 from fedswarm.messages import ClientId, ClientMemory
+from fedswarm.pytorch.device import device_settings
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.run.config import BackendKind, RunConfig
@@ -44,17 +45,23 @@ class Experiment:
     clients: ConfiguredClients
     backend: BackendKind  # what actually runs, after any fallback
     notes: tuple[str, ...] = ()  # what the user should know (e.g. why a fallback happened)
+    device: str = "cpu"  # where participants train and the model is evaluated (resolved)
 
     def transport(self) -> InMemoryTransport:
         """Participants under the configured backend, its workers started (each has loaded
         the data and built a participant), so rounds run in steady state from the first;
         ``close()`` it when done."""
         sim = self.config.simulation
+        # Workers on a GPU set its math as the driver does; Ray gives each actor a share.
+        on_gpu = self.device != "cpu"
+        tf32, gpus = (sim.tf32, sim.ray_gpus_per_actor) if on_gpu else (None, 0.0)
         backends: dict[BackendKind, Callable[[], Backend]] = {
             BackendKind.SEQUENTIAL: SequentialBackend,
             BackendKind.VECTORIZED: VectorizedBackend,
-            BackendKind.PROCESS: lambda: ProcessBackend(sim.workers),
-            BackendKind.RAY: lambda: RayBackend(sim.ray_address, sim.ray_actors),
+            BackendKind.PROCESS: lambda: ProcessBackend(sim.workers, tf32=tf32),
+            BackendKind.RAY: lambda: RayBackend(
+                sim.ray_address, sim.ray_actors, gpus_per_actor=gpus, tf32=tf32
+            ),
         }
         backend = backends[self.backend]()
         try:
@@ -88,7 +95,8 @@ class Experiment:
             if self.config.evaluation.central
             else None
         )
-        with torch_settings(self.config.simulation.threads):
+        sim = self.config.simulation
+        with torch_settings(sim.threads), device_settings(self.device, sim.tf32):
             state = resume.state if resume else self.initial_state()
             transport = self.transport()
             transport.memories.update(resume.memories if resume else {})

@@ -3,15 +3,17 @@
 :class:`ConfiguredClients` is a small picklable factory: a worker process (or Ray actor)
 that receives it loads the dataset itself, once, and then builds participants on demand,
 so client data is never shipped from the driver and only sampled participants exist.
+On a GPU device a process keeps each participant's data once it has built it, so that the
+learner's copy on the device (made once, kept while the data lives) serves every round.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from fedswarm.client import ClientApp
-from fedswarm.data.arrays import FederatedDataset
+from fedswarm.data.arrays import ClientData, FederatedDataset
 from fedswarm.data.registry import DataSpec, load_dataset
 from fedswarm.entropy import SimulatedSecrets
 from fedswarm.learner import Learner
@@ -28,9 +30,19 @@ def configured_dataset(spec: DataSpec) -> FederatedDataset:
     return load_dataset(spec)
 
 
+@cache
+def _resident_client(spec: DataSpec, client_id: ClientId) -> ClientData:
+    """Participant ``client_id``'s data, materialised once per process (GPU runs)."""
+    return configured_dataset(spec).client(client_id)
+
+
 @lru_cache(maxsize=8)
 def configured_learner(
-    spec: DataSpec, model: ModelConfig, vectorized: bool, max_clients_per_chunk: int | None = None
+    spec: DataSpec,
+    model: ModelConfig,
+    vectorized: bool,
+    max_clients_per_chunk: int | None = None,
+    device: str = "cpu",
 ) -> Learner:
     """One learner per process and configuration: vectorised backends batch participants
     that share it, at most ``max_clients_per_chunk`` at once (None: the learner's choice)."""
@@ -39,13 +51,16 @@ def configured_learner(
 
     model_fn = model_factory(model, configured_dataset(spec))
     if vectorized:
-        return VectorizedTorchLearner(model_fn, max_clients_per_chunk=max_clients_per_chunk)
-    return TorchLearner(model_fn)
+        return VectorizedTorchLearner(
+            model_fn, max_clients_per_chunk=max_clients_per_chunk, device=device
+        )
+    return TorchLearner(model_fn, device=device)
 
 
 @dataclass(frozen=True)
 class ConfiguredClients:
-    """``max_clients_per_chunk`` applies to the vectorised learner only.
+    """``max_clients_per_chunk`` applies to the vectorised learner only; ``device`` is
+    where participants train (a torch device name: "cpu", "cuda", "cuda:1").
 
     Participants' secrets are :class:`~fedswarm.entropy.SimulatedSecrets` of the data
     seed: SIMULATION ONLY, so that a simulated run replays bit for bit (a deployed
@@ -56,11 +71,15 @@ class ConfiguredClients:
     model: ModelConfig
     vectorized: bool = False
     max_clients_per_chunk: int | None = None
+    device: str = "cpu"
 
     def __call__(self, client_id: ClientId) -> ClientApp:
-        dataset = configured_dataset(self.data)
         learner = configured_learner(
-            self.data, self.model, self.vectorized, self.max_clients_per_chunk
+            self.data, self.model, self.vectorized, self.max_clients_per_chunk, self.device
         )
+        if self.device == "cpu":  # fresh each time: memory grows with the sampled clients
+            data = configured_dataset(self.data).client(client_id)
+        else:
+            data = _resident_client(self.data, client_id)
         secrets = SimulatedSecrets(self.data.seed, client_id)
-        return ClientApp(client_id, learner, dataset.client(client_id), secrets=secrets)
+        return ClientApp(client_id, learner, data, secrets=secrets)

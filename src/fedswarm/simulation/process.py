@@ -24,13 +24,14 @@ _WORKER_FACTORY: ClientFactory | None = None
 _WORKER_SESSIONS = Sessions()  # the in-round state of the participants this worker runs
 
 
-def _init_worker(make_client: ClientFactory, warm_up: ClientId | None) -> None:
+def _init_worker(
+    make_client: ClientFactory, warm_up: ClientId | None, tf32: bool | None = None
+) -> None:
     global _WORKER_FACTORY  # one factory per worker process, set once at start-up
     _WORKER_FACTORY = make_client
-    from fedswarm.pytorch.settings import set_torch_settings
+    from fedswarm.pytorch.settings import worker_torch_settings
 
-    # the workers are the parallelism: one intra-op thread each, deterministic as the driver
-    set_torch_settings(threads=1)
+    worker_torch_settings(tf32)
     if warm_up is not None:
         make_client(warm_up)  # loads the data and builds the learner, once per worker
 
@@ -50,12 +51,14 @@ def _done(futures: Collection[Future[list[JobResult]]]) -> Collection[Future[lis
 
 class ProcessBackend:
     """``workers`` processes, each building participants with its own copy of the
-    (picklable) client factory, so datasets are loaded in the workers, not shipped."""
+    (picklable) client factory, so datasets are loaded in the workers, not shipped.
+    ``tf32``: for workers that train on a GPU, its float32 math (None: CPU workers)."""
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, tf32: bool | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
+        self.tf32 = tf32
         self._pools: list[ProcessPoolExecutor] = []
         self._factory: ClientFactory | None = None
         self._router: StickyRouter[Future[list[JobResult]]] | None = None
@@ -81,7 +84,10 @@ class ProcessBackend:
         ctx = multiprocessing.get_context("forkserver")  # no forked torch thread pools
         self._pools = [
             ProcessPoolExecutor(
-                1, mp_context=ctx, initializer=_init_worker, initargs=(make_client, warm_up)
+                1,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(make_client, warm_up, self.tf32),
             )
             for _ in range(self.workers)
         ]

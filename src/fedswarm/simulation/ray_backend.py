@@ -37,7 +37,7 @@ from fedswarm.simulation.routing import StickyRouter
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
-__all__ = ["RayBackend"]
+__all__ = ["RayBackend", "gpus_per_actor_of"]
 
 _INSTALL_HINT = 'the ray backend needs Ray: pip install "fedswarm[ray]" (or "ray>=2.55,<3")'
 
@@ -45,10 +45,12 @@ _INSTALL_HINT = 'the ray backend needs Ray: pip install "fedswarm[ray]" (or "ray
 class _ParticipantHost:
     """The body of one Ray actor: participants built with its own copy of the factory."""
 
-    def __init__(self, make_client: ClientFactory, warm_up: ClientId | None = None) -> None:
-        from fedswarm.pytorch.settings import set_torch_settings
+    def __init__(
+        self, make_client: ClientFactory, warm_up: ClientId | None = None, tf32: bool | None = None
+    ) -> None:
+        from fedswarm.pytorch.settings import worker_torch_settings
 
-        set_torch_settings(threads=1)  # the actors are the parallelism
+        worker_torch_settings(tf32)  # the actors are the parallelism
         self._make_client = make_client
         self._sessions = Sessions()  # the in-round state of the participants it runs
         if warm_up is not None:
@@ -71,10 +73,20 @@ class RayBackend:
     import ray, its servers on loopback only. A Ray the caller already initialised is used
     as it is and left running by :meth:`close`, which shuts down only a Ray this backend
     started (for ``"auto"``: disconnects from the cluster).
+
+    ``gpus_per_actor``: each actor's share of a GPU (Ray's ``num_gpus``: Ray places actors
+    on GPUs and sets ``CUDA_VISIBLE_DEVICES`` in each); None: the cluster's GPUs split
+    evenly between the actors. ``tf32``: see ``worker_torch_settings`` (None: CPU actors).
     """
 
     def __init__(
-        self, address: str | None = None, actors: int | None = None, num_cpus: int | None = None
+        self,
+        address: str | None = None,
+        actors: int | None = None,
+        num_cpus: int | None = None,
+        *,
+        gpus_per_actor: float | None = 0.0,
+        tf32: bool | None = None,
     ) -> None:
         if actors is not None and actors < 1:
             raise ValueError(f"actors must be at least 1, got {actors}")
@@ -97,6 +109,14 @@ class RayBackend:
             _init_ray(address, num_cpus)
         cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
         self.actors = actors or max(1, int(cpus))
+        gpus = ray.cluster_resources().get("GPU", 0)  # type: ignore[no-untyped-call]
+        try:
+            self.gpus_per_actor = gpus_per_actor_of(gpus_per_actor, gpus, self.actors)
+        except ValueError:
+            if self._owns_ray:
+                ray.shutdown()
+            raise
+        self.tf32 = tf32
         self._hosts: list[ActorHandle[_ParticipantHost]] = []
         self._factory: ClientFactory | None = None
         self._router: StickyRouter[Any] | None = None
@@ -140,9 +160,9 @@ class RayBackend:
 
         self._kill_hosts()
         check_picklable(make_client)
-        host = ray.remote(num_cpus=1)(_ParticipantHost)
+        host = ray.remote(num_cpus=1, num_gpus=self.gpus_per_actor)(_ParticipantHost)
         self._hosts = [
-            cast("ActorHandle[_ParticipantHost]", host.remote(make_client, warm_up))
+            cast("ActorHandle[_ParticipantHost]", host.remote(make_client, warm_up, self.tf32))
             for _ in range(self.actors)
         ]
         self._factory = make_client
@@ -165,6 +185,21 @@ class RayBackend:
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
+
+
+def gpus_per_actor_of(requested: float | None, cluster_gpus: float, actors: int) -> float:
+    """Each actor's GPU share: ``requested``, or (None) the cluster's GPUs split evenly,
+    at most one each."""
+    if requested is not None:
+        if requested < 0:
+            raise ValueError(f"gpus_per_actor must be at least 0, got {requested}")
+        return requested
+    if cluster_gpus <= 0:
+        raise ValueError(
+            "simulation.device asks the ray backend to train on a GPU, but the Ray cluster "
+            'has none: set simulation.device = "cpu", or start Ray where the GPUs are'
+        )
+    return min(1.0, cluster_gpus / actors)
 
 
 def _init_ray(address: str | None, num_cpus: int | None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from fedswarm.params import Params, ParamSpec, TensorSpec
-from fedswarm.training import LocalTraining, OptimizerKind
+from fedswarm.training import LocalTraining, OptimizerKind, Precision
 from fedswarm.wire._errors import WireError
 from fedswarm.wire._fields import Fields, Header, check_integer, check_text
 from fedswarm.wire._tensors import DTYPES, TensorReader, TensorWriter
@@ -58,6 +58,7 @@ def write_training(lt: LocalTraining) -> Header:
         "optimizer": lt.optimizer.value,
         "momentum": float(lt.momentum),
         "weight_decay": float(lt.weight_decay),
+        "precision": lt.precision.value,
     }
 
 
@@ -71,6 +72,7 @@ def read_training(f: Fields) -> LocalTraining:
             optimizer=f.choice("optimizer", OptimizerKind),
             momentum=f.number("momentum"),
             weight_decay=f.number("weight_decay"),
+            precision=f.choice("precision", Precision),
         )
     except WireError:
         raise
