@@ -14,6 +14,7 @@ from fedswarm.client import ClientApp
 from fedswarm.driver import run_rounds
 from fedswarm.messages import ClientId, EvaluateIns
 from fedswarm.params import Params
+from fedswarm.pytorch.vectorized import VectorizedTorchLearner
 from fedswarm.run.build import build
 from fedswarm.run.config import BackendKind, RunConfig, parse_config
 from fedswarm.run.participants import ConfiguredClients
@@ -21,6 +22,7 @@ from fedswarm.simulation.backends import Job
 from fedswarm.simulation.process import ProcessBackend
 from fedswarm.strategy import ServerState
 
+PROCESS = pytest.param(BackendKind.PROCESS, marks=pytest.mark.slow)  # worker processes
 STRATEGIES: list[dict[str, Any]] = [
     {"name": "fedavg"},
     {"name": "fedprox", "mu": 0.1},
@@ -56,7 +58,7 @@ def _train(config: RunConfig) -> ServerState:
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: str(s["name"]))
-@pytest.mark.parametrize("backend", [BackendKind.VECTORIZED, BackendKind.PROCESS])
+@pytest.mark.parametrize("backend", [BackendKind.VECTORIZED, PROCESS])
 def test_backend_matches_sequential(backend: BackendKind, strategy: dict[str, Any]) -> None:
     reference = _train(_config(BackendKind.SEQUENTIAL, strategy))
     other = _train(_config(backend, strategy))
@@ -71,6 +73,23 @@ def test_vectorised_backend_is_really_used_and_deterministic() -> None:
     assert build(config).backend is BackendKind.VECTORIZED
     a, b = _train(config), _train(config)
     assert a.params.sha256() == b.params.sha256()
+
+
+def test_the_vectorised_backend_trains_each_round_in_one_fit_many(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Same results prove nothing about speed: a backend that trained the clients one by one
+    would match too. Count the batched calls: one per round, with every sampled client."""
+    batches: list[int] = []
+    batched = VectorizedTorchLearner.fit_many
+
+    def counting(self: VectorizedTorchLearner, params: Params, datasets: Any, *rest: Any) -> Any:
+        batches.append(len(datasets))
+        return batched(self, params, datasets, *rest)
+
+    monkeypatch.setattr(VectorizedTorchLearner, "fit_many", counting)
+    _train(_config(BackendKind.VECTORIZED, STRATEGIES[0]))
+    assert batches == [5, 5]  # 2 rounds of 5 clients
 
 
 def test_unvectorisable_model_falls_back_to_sequential_and_says_why() -> None:
@@ -109,6 +128,8 @@ class RecordingFactory:
         return self.clients(cid)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # starts worker processes until each has answered
 def test_start_warms_every_worker_up_before_the_first_round(tmp_path: Path) -> None:
     exp = build(_config(BackendKind.PROCESS, STRATEGIES[0]))
     recording = RecordingFactory(exp.clients, tmp_path)

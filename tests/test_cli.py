@@ -223,6 +223,16 @@ def test_different_seed_different_model(tmp_path: Path) -> None:
     assert shas[0]["config_sha256"] != shas[1]["config_sha256"]
 
 
+def test_the_whole_model_sha256_is_printed_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """Deployment and simulation are compared by it: a hash cut short compares nothing."""
+    path = tmp_path / "short.toml"
+    path.write_text(DEMO_TOML.replace(f"rounds = {DEMO_ROUNDS}", "rounds = 1"))
+    result = invoke("run", str(path), "--out", str(tmp_path / "out"), columns=80)
+    assert exited(result, 0), result.output
+    sha = read_json(tmp_path / "out" / "summary.json")["model_sha256"]
+    assert f"model_sha256 {sha}" in result.output.splitlines()
+
+
 @pytest.mark.slow
 def test_run_refuses_a_directory_of_another_config(demo: DemoRuns, tmp_path: Path) -> None:
     path = tmp_path / "longer.toml"

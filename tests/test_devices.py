@@ -93,7 +93,9 @@ def test_quorum_fails_a_round_when_too_many_devices_drop_out() -> None:
         _run(_config({"dropout": 0.5}, {"min_replies": 12}))
 
 
-@pytest.mark.parametrize("backend", [BackendKind.VECTORIZED, BackendKind.PROCESS])
+@pytest.mark.parametrize(
+    "backend", [BackendKind.VECTORIZED, pytest.param(BackendKind.PROCESS, marks=pytest.mark.slow)]
+)
 def test_per_client_epochs_give_the_same_model_on_every_backend(backend: BackendKind) -> None:
     hetero = {"min_epochs": 1, "speed_sigma": 0.5, "dropout": 0.1}
     reference, _ = _run(_config({**hetero, "backend": "sequential"}))

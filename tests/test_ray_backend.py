@@ -107,6 +107,7 @@ def _train(config: RunConfig, backend: Backend | None = None) -> ServerState:
             transport.close()
 
 
+@pytest.mark.slow  # a local Ray
 @pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: str(s["name"]))
 def test_ray_backend_matches_sequential(local_ray: RayBackend, strategy: dict[str, Any]) -> None:
     reference = _train(_config(BackendKind.SEQUENTIAL, strategy))
@@ -117,6 +118,7 @@ def test_ray_backend_matches_sequential(local_ray: RayBackend, strategy: dict[st
     assert reference.round == other.round == 2
 
 
+@pytest.mark.slow  # a local Ray
 def test_results_come_in_job_order_with_errors_in_place(local_ray: RayBackend) -> None:
     exp = build(_config(BackendKind.RAY, STRATEGIES[0]))
     ins = EvaluateIns("run", 1, exp.initial_state().params)
@@ -130,6 +132,7 @@ def test_results_come_in_job_order_with_errors_in_place(local_ray: RayBackend) -
     assert sum(isinstance(r.error, KeyError) for r in results) == 2  # the ghost's
 
 
+@pytest.mark.slow  # a local Ray
 def test_participant_exception_is_a_failure_and_the_round_completes(
     local_ray: RayBackend,
 ) -> None:
@@ -150,6 +153,7 @@ def test_participant_exception_is_a_failure_and_the_round_completes(
     assert [(r.num_clients, r.num_failures) for r in reports] == [(8, 1)]  # replies, failures
 
 
+@pytest.mark.slow  # a local Ray
 def test_config_builds_a_ray_backend_that_leaves_a_running_ray_running(
     local_ray: RayBackend,
 ) -> None:
@@ -164,6 +168,7 @@ def test_config_builds_a_ray_backend_that_leaves_a_running_ray_running(
     assert ray.is_initialized(), "a backend that found Ray running must leave it running"
 
 
+@pytest.mark.slow  # a local Ray
 @pytest.mark.usefixtures("local_ray")
 def test_ray_backend_needs_a_picklable_factory() -> None:
     def local_factory(cid: ClientId) -> ClientApp:  # a closure: not picklable by reference
@@ -188,6 +193,7 @@ class RecordingFactory:
         return self.clients(cid)
 
 
+@pytest.mark.slow  # a local Ray
 def test_start_warms_every_actor_up_before_the_first_round(
     local_ray: RayBackend, tmp_path: Path
 ) -> None:

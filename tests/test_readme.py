@@ -39,6 +39,8 @@ def test_toml_example_is_a_valid_config() -> None:
     assert config.data.num_clients == 100
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # its shell gets 300 s
 def test_deploy_walkthrough_runs_as_written(tmp_path: Path) -> None:
     """The "deploy across machines" commands, verbatim but for a free port, in a shell."""
     section = README.read_text().split("### Deploy across machines", 1)[1]

@@ -85,25 +85,20 @@ def _execute(config: RunConfig, out: Path) -> dict[str, Any]:
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
     table = Table(title="result", show_header=False)
-    for key in (
-        "eval_accuracy",
-        "eval_loss",
-        "fed_eval_accuracy",
-        "rounds",
-        "seconds",
-        "model_sha256",
-    ):
+    for key in ("eval_accuracy", "eval_loss", "fed_eval_accuracy", "rounds", "seconds"):
         value = summary.get(key)
         if value is not None:
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
+    if "model_sha256" in summary:  # whole on one line, at any width: runs are compared by it
+        console.print(f"model_sha256 {summary['model_sha256']}", soft_wrap=True, highlight=False)
     console.print(
         f"run directory: {out} (metrics.jsonl, summary.json, model.safetensors, "
         "config.toml, curves.png; state.sqlite and versions/: every round's model)"
     )
 
 
-def _fail(what: str, exc: Exception, code: int) -> typer.Exit:
+def _fail(what: str, exc: Exception | str, code: int) -> typer.Exit:
     """Print ``exc`` whole (no markup, no wrapping inside commands) and the exit to raise."""
     err.print(Text.assemble((f"{what}: ", "bold red"), str(exc)), soft_wrap=True)
     return typer.Exit(code)
@@ -256,19 +251,24 @@ def client(
     from fedswarm.data.errors import DatasetNotInstalledError
     from fedswarm.deploy.node import (
         NodeSetupError,
+        certificate_problem,
         find_node,
         participant_factory,
         tls_identity,
     )
     from fedswarm.run.config import ConfigError
     from fedswarm.security.pki import Role
-    from fedswarm.transport.grpc.client import ParticipantRefused, run_participant
+    from fedswarm.transport.grpc.client import HandshakeFailed, ParticipantRefused, run_participant
 
     _deploy_logging()
     try:
         node = find_node(pki, Role.CLIENT, name)
         factory = participant_factory(name, data, own_process=True)
         run_participant(server, tls_identity(node), factory)
+    except HandshakeFailed as exc:  # the coordinator cannot say why: look at our own
+        problem = certificate_problem(node)
+        why = f"{exc}; and here: {problem}" if problem else str(exc)
+        raise _fail("TLS handshake failed", why, 3) from None
     except ParticipantRefused as exc:
         raise _fail("refused by the coordinator", exc, 3) from None
     except (NodeSetupError, ConfigError, DatasetNotInstalledError, OSError) as exc:

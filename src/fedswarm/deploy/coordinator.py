@@ -2,12 +2,12 @@
 
 The same strategy, round protocol and driver as a simulation (:func:`fedswarm.driver.
 run_rounds`), over :class:`~fedswarm.transport.grpc.server.GrpcServerTransport` instead
-of the in-memory transport. Before each round the coordinator waits for the configured
-participants (``[deployment] clients``) or ``join_timeout_s``, whichever comes first, and
-re-reads the CRL if it changed. After each round it commits the state to the state
-directory (a :class:`~fedswarm.run.store.RunStore`), so a killed coordinator restarted with the same
-arguments resumes at the next round. A round without a quorum is played again once
-participants are back: nothing is committed for it.
+of the in-memory transport. Before each round the coordinator re-reads the CRL if it changed
+and waits for the configured participants (``[deployment] clients``, less those the CRL has
+revoked since they joined) or ``join_timeout_s``, whichever comes first. After each round it
+commits the state to the state directory (a :class:`~fedswarm.run.store.RunStore`), so a killed
+coordinator restarted with the same arguments resumes at the next round. A round without a
+quorum is played again once participants are back: nothing is committed for it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from fedswarm.deploy.node import peer_check, tls_identity
 from fedswarm.driver import run_rounds
@@ -37,6 +39,7 @@ from fedswarm.strategy import RunInfo, ServerState
 from fedswarm.transport.base import Fold, Request
 from fedswarm.transport.grpc.frames import RunSpec
 from fedswarm.transport.grpc.server import GrpcServerTransport
+from fedswarm.transport.grpc.tls import PeerCheck
 
 __all__ = ["Coordinator", "parse_address"]
 
@@ -52,27 +55,57 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 @dataclass
+class _Members:
+    """The serial of each participant's certificate when it was last let in, so that the
+    gate knows whom the CRL revokes: they will not come back, so no round waits for them."""
+
+    _serials: dict[ClientId, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def remembering(self, check: PeerCheck) -> PeerCheck:
+        """``check``, noting whom it lets in with which certificate."""
+
+        def checked(cert_pem: bytes) -> str:
+            identity = check(cert_pem)  # verified: the certificate parses
+            serial = x509.load_pem_x509_certificate(cert_pem).serial_number
+            with self._lock:
+                self._serials[identity] = serial
+            return identity
+
+        return checked
+
+    def revoked(self, trust: TrustStore) -> list[ClientId]:
+        with self._lock:
+            return sorted(cid for cid, serial in self._serials.items() if serial in trust.revoked)
+
+
+@dataclass
 class _Gate:
-    """The transport as the driver sees it: ``available()`` first waits for participants
-    and picks up a renewed CRL. Everything else is the gRPC transport's."""
+    """The transport as the driver sees it: ``available()`` first picks up a renewed CRL,
+    then waits for ``want`` participants, less those the CRL revokes. Everything else is the
+    gRPC transport's."""
 
     inner: GrpcServerTransport
     want: int
     timeout_s: float
     crl: Path
     stop: threading.Event
+    members: _Members = field(default_factory=_Members)
     _crl_mtime: float = field(default=0.0)
+    _trust: TrustStore | None = None
 
     def available(self) -> Sequence[ClientId]:
-        self._reload_crl()
+        revoked = self._reload_crl()
+        want = self.want - len(revoked)
+        gone = f" ({len(revoked)} more revoked: {', '.join(revoked)})" if revoked else ""
         deadline = time.monotonic() + self.timeout_s
         last_said = 0.0
-        while len(now := self.inner.available()) < self.want and not self.stop.is_set():
+        while len(now := self.inner.available()) < want and not self.stop.is_set():
             if time.monotonic() >= deadline:
-                _log.warning("going on with %d of %d participants", len(now), self.want)
+                _log.warning("going on with %d of %d participants%s", len(now), want, gone)
                 break
             if time.monotonic() - last_said > 10:
-                _log.info("waiting for participants: %d of %d connected", len(now), self.want)
+                _log.info("waiting for participants: %d of %d connected%s", len(now), want, gone)
                 last_said = time.monotonic()
             time.sleep(0.05)
         return self.inner.available()
@@ -82,13 +115,16 @@ class _Gate:
     ) -> list[Outcome]:
         return self.inner.exchange(requests, timeout=timeout, fold=fold)
 
-    def _reload_crl(self) -> None:
+    def _reload_crl(self) -> list[ClientId]:
+        """Re-read the CRL if it changed; the members it revokes."""
         mtime = self.crl.stat().st_mtime if self.crl.exists() else 0.0
-        if mtime != self._crl_mtime:
-            if self._crl_mtime:
+        if self._trust is None or mtime != self._crl_mtime:
+            if self._trust is not None:
                 _log.info("%s changed: reloading the revocation list", self.crl)
-            self.inner.reload_check(peer_check(TrustStore.load(self.crl.parent), Role.CLIENT))
+            self._trust = TrustStore.load(self.crl.parent)
+            self.inner.reload_check(self.members.remembering(peer_check(self._trust, Role.CLIENT)))
             self._crl_mtime = mtime
+        return self.members.revoked(self._trust)
 
 
 @dataclass
@@ -116,7 +152,8 @@ class Coordinator:
         spec = RunSpec(
             run.run_id, dump_config(cfg), dataset.name, dataset.input_shape, dataset.num_classes
         )
-        transport = self._transport(spec)
+        members = _Members()
+        transport = self._transport(spec, members)
         host, port = parse_address(listen)
         transport.start(host, port)
         _log.info("run %s: on %s:%d after round %d", run.run_id, host, transport.port, state.round)
@@ -130,7 +167,7 @@ class Coordinator:
             store.seen(transport.available())
             self.on_round(report)
 
-        gate = self._gate(transport)
+        gate = self._gate(transport, members)
         try:
             with torch_settings(cfg.simulation.threads):
                 while state.round < cfg.rounds and not self.stop.is_set():
@@ -147,19 +184,19 @@ class Coordinator:
         finally:
             transport.stop()
 
-    def _transport(self, spec: RunSpec) -> GrpcServerTransport:
+    def _transport(self, spec: RunSpec, members: _Members) -> GrpcServerTransport:
         d = self.config.deployment
         return GrpcServerTransport(
             tls_identity(self.node),
-            peer_check(TrustStore.load(self.pki), Role.CLIENT),
+            members.remembering(peer_check(TrustStore.load(self.pki), Role.CLIENT)),
             max_message_bytes=d.max_message_mb << 20,
             max_uploads=d.max_uploads,
             max_downloads=d.max_downloads,
             run=spec,
         )
 
-    def _gate(self, transport: GrpcServerTransport) -> _Gate:
+    def _gate(self, transport: GrpcServerTransport, members: _Members) -> _Gate:
         cfg = self.config
         want = cfg.deployment.clients or cfg.data.num_clients or cfg.strategy.min_replies
         crl = self.pki / "ca.crl"
-        return _Gate(transport, want, cfg.deployment.join_timeout_s, crl, self.stop)
+        return _Gate(transport, want, cfg.deployment.join_timeout_s, crl, self.stop, members)

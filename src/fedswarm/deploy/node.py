@@ -34,6 +34,7 @@ from fedswarm.transport.grpc.tls import PeerCheck, PeerRefused, TlsIdentity
 __all__ = [
     "PARTITION",
     "NodeSetupError",
+    "certificate_problem",
     "find_node",
     "participant_factory",
     "peer_check",
@@ -70,6 +71,20 @@ def find_node(pki: Path, role: Role, name: str | None = None) -> NodePaths:
     if (got := _role(cert)) != role.value:
         raise NodeSetupError(f"{cert} is a {got} certificate; this node needs a {role.value} one")
     return NodePaths(name, role, key, cert, ca)
+
+
+def certificate_problem(node: NodePaths) -> str | None:
+    """Why a coordinator would refuse ``node``'s certificate, judged by the node's own CA
+    certificate (issued by another CA, expired, not yet valid, the wrong role); None if
+    nothing is wrong with it here (revocation is the coordinator's to know)."""
+    try:
+        ca = x509.load_pem_x509_certificate(node.ca_cert.read_bytes())
+        TrustStore(ca, frozenset()).verify(node.cert.read_bytes(), node.role)
+    except PeerRejected as err:
+        return f"{node.cert}: {err}"
+    except (OSError, ValueError) as err:
+        return f"{node.cert} or {node.ca_cert} cannot be read: {err}"
+    return None
 
 
 def tls_identity(node: NodePaths) -> TlsIdentity:

@@ -6,7 +6,8 @@ memory, which stays in this process between rounds. The app is built from the
 :class:`~fedswarm.transport.grpc.frames.RunSpec` the coordinator sends first (rebuilt, and the
 memory cleared, if a new run starts). It stops when the coordinator says the
 run is over or ``stop`` is set, and reconnects with capped exponential backoff when the
-connection drops. The coordinator is
+connection drops or the coordinator cannot be reached, but not when a certificate is refused
+(:mod:`.diagnose` tells which). The coordinator is
 :class:`fedswarm.transport.grpc.server.GrpcServerTransport`.
 """
 
@@ -31,6 +32,7 @@ from fedswarm.messages import (
     Refusal,
     Stage,
 )
+from fedswarm.transport.grpc.diagnose import DialFailure, DialProblem, read_dial_failure
 from fedswarm.transport.grpc.frames import (
     METHOD,
     Kind,
@@ -43,10 +45,11 @@ from fedswarm.transport.grpc.frames import (
 from fedswarm.transport.grpc.tls import TlsIdentity
 from fedswarm.wire import DEFAULT_CHUNK_BYTES, Assembler, Codec, WireError, default_codec
 
-__all__ = ["AppFactory", "Backoff", "ParticipantRefused", "run_participant"]
+__all__ = ["AppFactory", "Backoff", "HandshakeFailed", "ParticipantRefused", "run_participant"]
 
 _log = logging.getLogger(__name__)
 _REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+_CLOSES_TO_REFUSE = 2  # handshakes closed by the coordinator in a row: it refuses this one
 _CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
 AppFactory = Callable[[RunSpec], ClientApp]  # the participant for the run it is told of
 _UNKNOWN = Stage("unknown")  # the stage of an instruction that could not be read
@@ -59,6 +62,18 @@ class ParticipantRefused(Exception):  # noqa: N818 -- it is the coordinator's ve
         super().__init__(f"{code.name}: {details}")
         self.code = code
         self.details = details
+
+
+class HandshakeFailed(ParticipantRefused):
+    """The TLS handshake fails on a certificate, this participant's or the coordinator's:
+    retrying cannot help either. ``failure`` says which side refused and gRPC's reason."""
+
+    def __init__(self, failure: DialFailure, server: str) -> None:
+        super().__init__(grpc.StatusCode.UNAVAILABLE, failure.explain(server))
+        self.failure = failure
+
+    def __str__(self) -> str:
+        return self.details
 
 
 @dataclass(frozen=True)
@@ -85,7 +100,9 @@ def run_participant(
     """Serve the coordinator at ``server`` (``host:port``) until the run is over.
 
     ``app`` builds this participant from the run's spec. Raises :class:`ParticipantRefused`
-    if the coordinator rejects the certificate; an error of ``app`` (no such client in the
+    if the coordinator rejects the certificate, :class:`HandshakeFailed` if the TLS handshake
+    fails on a certificate (either side's); while the coordinator is down or unreachable it
+    retries, logging gRPC's reason each time. An error of ``app`` (no such client in the
     data, data that does not fit the model) propagates: retrying cannot fix it. ``codec``
     decodes instructions and encodes replies (default: :func:`fedswarm.wire.default_codec`);
     ``kinds`` names the stage of each instruction (a protocol with its own messages extends
@@ -131,22 +148,18 @@ class _Participant:
         return self.app.client_id if self.app else "participant"
 
     def run(self) -> None:
-        delay = self.backoff.initial_s
+        delay, closed = self.backoff.initial_s, 0
         while not self.stop.is_set():
             try:
                 if self._session():
                     return
-                delay = self.backoff.initial_s  # connected and then dropped: retry soon
+                delay, closed = self.backoff.initial_s, 0  # connected and then dropped: retry soon
             except grpc.RpcError as err:
-                if err.code() in _REFUSED:
-                    raise ParticipantRefused(err.code(), err.details()) from None
-                if not self.stop.is_set():
-                    _log.info("%s: connection lost (%s)", self.name, err.code())
+                closed = self._failed(err, closed)
             except grpc.FutureTimeoutError:
                 _log.warning(
-                    "%s: no TLS session with %s within %.0f s: the coordinator is down or "
-                    "unreachable, or the handshake fails (is --pki's ca.crt the federation's, "
-                    "and was this certificate issued by it?); retrying",
+                    "%s: no answer from %s within %.0f s: the coordinator is down or "
+                    "unreachable (a wrong address, or a firewall dropping packets); retrying",
                     self.name,
                     self.server,
                     self.backoff.connect_timeout_s,
@@ -157,10 +170,28 @@ class _Participant:
                 return
             delay = min(2 * delay, self.backoff.max_s)
 
+    def _failed(self, err: grpc.RpcError, closed: int) -> int:
+        """Say why the connection failed; raise :class:`ParticipantRefused` if retrying
+        cannot help. Returns the handshakes the coordinator has closed in a row, with this one."""
+        code, details = err.code(), err.details() or ""
+        if code in _REFUSED:
+            raise ParticipantRefused(code, details) from None
+        failure = read_dial_failure(details)
+        if failure is None:  # connected, then the stream broke
+            if not self.stop.is_set():
+                _log.info("%s: connection lost (%s: %s)", self.name, code.name, details)
+            return 0
+        closed = closed + 1 if failure.problem is DialProblem.CLOSED_IN_HANDSHAKE else 0
+        # One closed handshake may be a coordinator going down just then; two in a row are not.
+        if failure.problem is DialProblem.UNTRUSTED_COORDINATOR or closed >= _CLOSES_TO_REFUSE:
+            raise HandshakeFailed(failure, self.server) from None
+        _log.warning("%s: %s; retrying", self.name, failure.explain(self.server))
+        return closed
+
     def _session(self) -> bool:
         """One connection; True when the run is over or ``stop`` is set, False if it dropped."""
         with grpc.secure_channel(self.server, self.creds, options=_CHANNEL_OPTIONS) as channel:
-            grpc.channel_ready_future(channel).result(timeout=self.backoff.connect_timeout_s)
+            _await_channel(channel, self.backoff.connect_timeout_s)
             outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
             call = channel.stream_stream(METHOD)(_drain(outbox))
             done = threading.Event()
@@ -228,6 +259,24 @@ class _Participant:
             why = f"{type(err).__name__}: {err}"
             return Failure(cid, instruction.round, stage, FailureKind.RAISED, why)
         return reply
+
+
+def _await_channel(channel: grpc.Channel, timeout: float) -> None:
+    """Wait until ``channel`` is connected or its first attempt has failed (a call then
+    fails at once, and its status says why); FutureTimeoutError if neither within ``timeout``."""
+    settled = threading.Event()
+    done = {grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE}
+
+    def seen(state: grpc.ChannelConnectivity) -> None:
+        if state in done or state is grpc.ChannelConnectivity.SHUTDOWN:
+            settled.set()
+
+    channel.subscribe(seen, try_to_connect=True)
+    try:
+        if not settled.wait(timeout):
+            raise grpc.FutureTimeoutError()
+    finally:
+        channel.unsubscribe(seen)
 
 
 def _drain(outbox: queue.SimpleQueue[bytes | None]) -> Iterator[bytes]:

@@ -74,6 +74,8 @@ def hello_frame(spec: RunSpec) -> bytes:
 
 def read_hello(chunk: Chunk) -> RunSpec:
     """The :class:`RunSpec` in a HELLO frame's payload; :class:`WireError` if malformed."""
+    if len(chunk.payload) > MAX_HELLO_BYTES:
+        raise WireError(f"HELLO frame of {len(chunk.payload)} bytes, over {MAX_HELLO_BYTES}")
     try:
         raw: Any = json.loads(chunk.payload.decode())
         spec = RunSpec(
@@ -83,7 +85,8 @@ def read_hello(chunk: Chunk) -> RunSpec:
             input_shape=tuple(_typed(n, int) for n in _typed(raw["input_shape"], list)),
             num_classes=_typed(raw["num_classes"], int),
         )
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+    # ValueError: bad JSON or an integer of too many digits; RecursionError: nesting too deep.
+    except (ValueError, RecursionError, KeyError, TypeError) as err:
         raise WireError(f"malformed HELLO frame: {type(err).__name__}: {err}") from None
     return spec
 

@@ -41,6 +41,7 @@ from fedswarm.messages import (
     Stage,
 )
 from fedswarm.transport.base import Fold, Request
+from fedswarm.transport.grpc.diagnose import bind_problem, host_port, listen_error
 from fedswarm.transport.grpc.frames import (
     METHOD,
     Kind,
@@ -66,6 +67,9 @@ _SERVER_OPTIONS = [
     # megabytes of each waiting upload; fixed, those wait under flow control (bench/deployment.py:
     # peak RSS 50 vs 10 participants 1.34x fixed, 1.58x probing).
     ("grpc.http2.bdp_probe", 0),
+    # No port sharing (gRPC's default shares): a second coordinator on the port must fail, not
+    # take half of the participants that dial it.
+    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -169,9 +173,14 @@ class GrpcServerTransport:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen on ``host:port`` (0: any free port); returns the bound port."""
+        """Listen on ``host:port`` (0: any free port); returns the bound port.
+
+        Raises :class:`~.diagnose.ListenError` naming the likely cause if it cannot (the port
+        is taken, the address is not this machine's)."""
         if self._server is not None:
             raise RuntimeError("the server is already started")
+        if port and (taken := bind_problem(host, port)):  # before gRPC logs its own error
+            raise taken
         server = grpc.server(
             futures.ThreadPoolExecutor(self.max_participants + 2, "fedswarm-grpc"),
             options=_SERVER_OPTIONS,
@@ -187,9 +196,12 @@ class GrpcServerTransport:
             root_certificates=self.credentials.ca_cert,
             require_client_auth=True,
         )
-        bound = int(server.add_secure_port(f"{host}:{port}", creds))
+        try:
+            bound = int(server.add_secure_port(host_port(host, port), creds))
+        except RuntimeError:  # "Failed to bind to address", whatever the cause
+            bound = 0
         if bound == 0:
-            raise OSError(f"cannot listen on {host}:{port}")
+            raise listen_error(host, port)
         server.start()
         self._server, self.port = server, bound
         return bound
