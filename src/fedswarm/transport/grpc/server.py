@@ -15,32 +15,32 @@ that sent it, carries that participant's own id and the instruction's round; any
 
 from __future__ import annotations
 
-import enum
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent import futures
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import grpc
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
-from fedswarm.kinds import BUILTIN_KINDS, MessageKind, MessageKinds
+from fedswarm.kinds import BUILTIN_KINDS, MessageKinds
 from fedswarm.messages import (
     ClientId,
     Failure,
     FailureKind,
     Instruction,
     Outcome,
-    Refusal,
-    Reply,
-    Stage,
 )
 from fedswarm.transport.base import Fold, Request
+from fedswarm.transport.grpc._streams import (
+    Control,
+    Message,
+    Pending,
+    Stream,
+    claimed_name,
+    judge,
+)
 from fedswarm.transport.grpc.diagnose import bind_problem, host_port, listen_error
 from fedswarm.transport.grpc.frames import (
     METHOD,
@@ -71,50 +71,6 @@ _SERVER_OPTIONS = [
     # take half of the participants that dial it.
     ("grpc.so_reuseport", 0),
 ]
-
-
-class _Control(enum.Enum):
-    END = "end"  # tell the participant the run is over, then close
-    CLOSE = "close"  # close without END: the participant reconnects
-
-
-@dataclass(frozen=True)
-class _Message:
-    message_id: str
-    data: list[bytes | memoryview]  # encode_parts: the model's bytes are shared, not copied
-
-
-@dataclass(eq=False)
-class _Session:
-    """One participant's open stream."""
-
-    identity: ClientId
-    cert_pem: bytes
-    outbox: queue.SimpleQueue[_Message | _Control] = field(default_factory=queue.SimpleQueue)
-    open: bool = True
-    acked: threading.Event = field(default_factory=threading.Event)  # has the last instruction
-
-
-@dataclass(eq=False)
-class _Pending:
-    """An instruction sent and not yet answered."""
-
-    session: _Session
-    ins: Instruction
-    kind: MessageKind
-    fold: Fold | None = None
-    outcome: Outcome | None = None
-    claimed: bool = False  # its reply arrived and is being judged: wait for it, even late
-
-    @property
-    def stage(self) -> Stage:
-        return self.kind.stage
-
-    def failure(self, kind: FailureKind, reason: str) -> Failure:
-        return Failure(self.session.identity, self.ins.round, self.stage, kind, reason)
-
-    def refused(self, code: Refusal, reason: str) -> Failure:
-        return Failure.refused(self.session.identity, self.ins.round, self.stage, code, reason)
 
 
 class GrpcServerTransport:
@@ -164,8 +120,8 @@ class GrpcServerTransport:
         self.refusals: dict[ClientId, int] = {}  # bad input per sender (counted, logged)
         self._refusal_log: list[tuple[ClientId, str]] = []
         self._lock = threading.Condition()
-        self._sessions: dict[ClientId, _Session] = {}
-        self._pending: dict[str, _Pending] = {}  # by message id
+        self._sessions: dict[ClientId, Stream] = {}
+        self._pending: dict[str, Pending] = {}  # by message id
         self._stopping = False
         self._server: grpc.Server | None = None
         self.port: int | None = None  # the bound port, once started
@@ -212,7 +168,7 @@ class GrpcServerTransport:
             self._stopping = True
             sessions = list(self._sessions.values())
         for session in sessions:
-            session.outbox.put(_Control.END)
+            session.outbox.put(Control.END)
         if self._server is not None:
             self._server.stop(grace).wait(grace + 1.0)
             self._server = None
@@ -245,7 +201,7 @@ class GrpcServerTransport:
         for _, ins in requests:
             if id(ins) not in encoded:
                 encoded[id(ins)] = self.codec.encode_parts(ins)
-        outcomes: list[Outcome | _Pending] = []
+        outcomes: list[Outcome | Pending] = []
         with self._lock:
             for cid, ins in requests:
                 outcomes.append(self._send(cid, ins, encoded[id(ins)], outcomes, fold))
@@ -257,25 +213,25 @@ class GrpcServerTransport:
         cid: ClientId,
         ins: Instruction,
         data: list[bytes | memoryview],
-        earlier: list[Outcome | _Pending],
+        earlier: list[Outcome | Pending],
         fold: Fold | None,
-    ) -> Outcome | _Pending:
+    ) -> Outcome | Pending:
         kind = self.kinds.of(ins)
         session = self._sessions.get(cid)
         if session is None:
             return Failure(cid, ins.round, kind.stage, FailureKind.DROPPED, "not connected")
-        if any(isinstance(o, _Pending) and o.session is session for o in earlier):
+        if any(isinstance(o, Pending) and o.session is session for o in earlier):
             why = "asked twice in one exchange: only the first instruction was sent"
             return Failure(cid, ins.round, kind.stage, FailureKind.UNSENT, why)
         message_id = new_message_id()
-        pending = self._pending[message_id] = _Pending(session, ins, kind, fold)
-        session.outbox.put(_Message(message_id, data))
+        pending = self._pending[message_id] = Pending(session, ins, kind, fold)
+        session.outbox.put(Message(message_id, data))
         return pending
 
-    def _wait(self, outcomes: list[Outcome | _Pending], deadline: float | None) -> None:
+    def _wait(self, outcomes: list[Outcome | Pending], deadline: float | None) -> None:
         def unsettled(late: bool) -> bool:  # after the deadline only replies being judged
             return any(
-                isinstance(o, _Pending) and o.outcome is None and (o.claimed or not late)
+                isinstance(o, Pending) and o.outcome is None and (o.claimed or not late)
                 for o in outcomes
             )
 
@@ -287,8 +243,8 @@ class GrpcServerTransport:
         while unsettled(late=True):  # a reply already being folded must land, not time out
             self._lock.wait(1.0)
 
-    def _settle(self, o: Outcome | _Pending, timeout: float | None) -> Outcome:
-        if not isinstance(o, _Pending):
+    def _settle(self, o: Outcome | Pending, timeout: float | None) -> Outcome:
+        if not isinstance(o, Pending):
             return o
         if o.outcome is not None:
             return o.outcome
@@ -311,13 +267,13 @@ class GrpcServerTransport:
         reader.daemon = True
         reader.start()
         yield hello_frame(self.run)
-        while isinstance(item := session.outbox.get(), _Message):
+        while isinstance(item := session.outbox.get(), Message):
             with self._downloads:  # released when the participant has it all (or is gone)
                 session.acked.clear()
                 yield from message_frames(item.data, item.message_id, self.chunk_bytes)
                 if not session.acked.wait(self.ack_timeout_s):
                     _log.warning("%s did not acknowledge an instruction", session.identity)
-        if item is _Control.END:
+        if item is Control.END:
             yield end_frame()
         self._close(session, "the coordinator closed the connection")
 
@@ -328,13 +284,13 @@ class GrpcServerTransport:
         try:
             return self._check(certs[0]), certs[0]
         except PeerRefused as err:
-            self._refused(_claimed_name(certs[0], context.peer()), f"refused at connection: {err}")
+            self._refused(claimed_name(certs[0], context.peer()), f"refused at connection: {err}")
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
             raise  # not reached: abort raises
 
-    def _open(self, peer: tuple[ClientId, bytes], context: Any) -> _Session | None:
+    def _open(self, peer: tuple[ClientId, bytes], context: Any) -> Stream | None:
         identity, cert = peer
-        session = _Session(identity, cert)
+        session = Stream(identity, cert)
         with self._lock:
             if self._stopping:
                 return None
@@ -345,7 +301,7 @@ class GrpcServerTransport:
         _log.info("%s connected from %s", identity, context.peer())
         return session
 
-    def _close(self, session: _Session, reason: str) -> None:
+    def _close(self, session: Stream, reason: str) -> None:
         """Forget ``session``; what it still owed fails with ``reason``. Idempotent."""
         with self._lock:
             if not session.open:
@@ -358,11 +314,11 @@ class GrpcServerTransport:
                     pending.outcome = pending.failure(FailureKind.DROPPED, reason)
                     del self._pending[message_id]
             self._lock.notify_all()
-        session.outbox.put(_Control.CLOSE)
+        session.outbox.put(Control.CLOSE)
         session.acked.set()
         _log.info("%s: %s", session.identity, reason)
 
-    def _read(self, session: _Session, frames: Iterator[bytes]) -> None:
+    def _read(self, session: Stream, frames: Iterator[bytes]) -> None:
         assembler = Assembler(max_bytes=self.max_message_bytes)
         reason, uploading = "disconnected", False
         try:
@@ -410,7 +366,7 @@ class GrpcServerTransport:
             taken, self._refusal_log = self._refusal_log, []
         return taken
 
-    def _receive(self, session: _Session, message_id: str, data: bytes) -> None:
+    def _receive(self, session: Stream, message_id: str, data: bytes) -> None:
         with self._lock:
             pending = self._pending.pop(message_id, None)
             if pending is not None and pending.session is not session:
@@ -422,7 +378,7 @@ class GrpcServerTransport:
             why = f"a reply to message {message_id}, which is not an instruction outstanding"
             self._refused(session.identity, f"{why} for it (late, replayed, duplicated or forged)")
             return
-        outcome = self._judge(pending, data)
+        outcome = judge(pending, data, self.codec, self.max_message_bytes)
         if pending.fold is not None:
             with self._fold_lock:
                 outcome = pending.fold(outcome)
@@ -431,35 +387,3 @@ class GrpcServerTransport:
         with self._lock:
             pending.outcome = outcome
             self._lock.notify_all()
-
-    def _judge(self, pending: _Pending, data: bytes) -> Outcome:
-        """The reply in ``data`` if it answers ``pending``, else a failure saying why not."""
-        identity, ins = pending.session.identity, pending.ins
-        try:
-            msg = self.codec.decode(data, max_bytes=self.max_message_bytes)
-        except WireError as err:
-            return pending.refused(Refusal.UNDECODABLE, f"undecodable reply: {err}")
-        if isinstance(msg, Failure):  # its own failure (a refusal of ours included)
-            why = f"the participant reported: {msg.kind.value}: {msg.reason}"
-            return pending.failure(FailureKind.RAISED, why)
-        expected = pending.kind.reply
-        if type(msg) is not expected:
-            why = f"a {type(msg).__name__} is no {expected.__name__}"
-            return pending.refused(Refusal.WRONG_KIND, why)
-        reply = cast(Reply, msg)
-        if reply.client_id != identity:
-            why = f"the reply says it is from {reply.client_id!r}, its sender is {identity!r}"
-            return pending.refused(Refusal.IMPERSONATION, why)
-        if reply.round != ins.round:
-            why = f"a reply for round {reply.round}, not {ins.round}"
-            return pending.refused(Refusal.WRONG_ROUND, why)
-        return reply
-
-
-def _claimed_name(cert_pem: bytes, peer: str) -> str:
-    """The common name a refused certificate claims (for the log), else the peer address."""
-    try:
-        subject = x509.load_pem_x509_certificate(cert_pem).subject
-        return str(subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
-    except (ValueError, IndexError):
-        return f"<{peer}>"
