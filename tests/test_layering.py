@@ -184,3 +184,15 @@ def test_the_rules_catch_what_they_say(mod: str, target: str, expected: str | No
 
 def test_the_loop_finder_finds_a_loop() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_importing_the_messages_loads_neither_scikit_learn_nor_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import fedswarm.messages, fedswarm.wire, sys; "
+        "print('sklearn' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
