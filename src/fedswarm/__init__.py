@@ -10,8 +10,9 @@ types, a coordinator's protocol) loads neither torch nor scikit-learn.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fedswarm._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from fedswarm.aggregation import WeightedMean, Weighting, weighted_mean
@@ -87,13 +88,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fedswarm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_getattr("fedswarm", _WHERE, globals())
 
 
 def __dir__() -> list[str]:

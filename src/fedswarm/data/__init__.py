@@ -9,8 +9,9 @@ numpy alone, and each loader's dependencies (scikit-learn, scipy) load with the 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fedswarm._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from fedswarm.data.arrays import ArrayDataset, ClientData, FederatedDataset, concat
@@ -94,13 +95,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fedswarm.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_getattr("fedswarm.data", _WHERE, globals())
 
 
 def __dir__() -> list[str]:
