@@ -31,6 +31,7 @@ from fedswarm.aggregation.mean import MeanAccumulator, WeightedMean, weighted_me
 from fedswarm.aggregation.median import Median
 from fedswarm.aggregation.norm_bound import NormBound
 from fedswarm.aggregation.registry import AGGREGATORS, AggregatorName, aggregator_type
+from fedswarm.aggregation.scores import anomaly_scores, score_metrics
 from fedswarm.aggregation.trimmed_mean import TrimmedMean
 
 __all__ = [
@@ -56,9 +57,11 @@ __all__ = [
     "WeightedSum",
     "Weighting",
     "aggregator_type",
+    "anomaly_scores",
     "check_aggregate",
     "check_stacked",
     "client_weights",
+    "score_metrics",
     "stack",
     "weighted_mean",
 ]

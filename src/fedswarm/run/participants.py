@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from fedswarm.attacks import AttackConfig, malicious_app
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import FederatedDataset
 from fedswarm.data.registry import DataSpec, load_dataset
@@ -56,6 +57,8 @@ class ConfiguredClients:
     model: ModelConfig
     vectorized: bool = False
     max_clients_per_chunk: int | None = None
+    attack: AttackConfig | None = None  # what the participants in ``attackers`` do
+    attackers: frozenset[ClientId] = frozenset()
 
     def __call__(self, client_id: ClientId) -> ClientApp:
         dataset = configured_dataset(self.data)
@@ -63,4 +66,7 @@ class ConfiguredClients:
             self.data, self.model, self.vectorized, self.max_clients_per_chunk
         )
         secrets = SimulatedSecrets(self.data.seed, client_id)
-        return ClientApp(client_id, learner, dataset.client(client_id), secrets=secrets)
+        app = ClientApp(client_id, learner, dataset.client(client_id), secrets=secrets)
+        if self.attack is not None and client_id in self.attackers:
+            return malicious_app(app, self.attack, dataset.num_classes, self.data.seed)
+        return app
