@@ -52,8 +52,9 @@ def ipm(benign: np.ndarray, epsilon: float) -> np.ndarray:
 
 
 def _largest_gamma(fits: Callable[[float], bool], gamma: float, tol: float) -> float:
-    """The largest ``g`` in ``[0, ~2 gamma]`` with ``fits(g)`` by Shejwalkar's halving search."""
-    good, step = 0.0, gamma / 2
+    """The largest ``g`` in ``[0, 2 gamma)`` with ``fits(g)``, by the authors' halving
+    search (it assumes ``fits`` holds below some threshold and fails above it)."""
+    good, step = 0.0, gamma
     while abs(good - gamma) > tol:
         if fits(gamma):
             good = gamma
@@ -61,8 +62,6 @@ def _largest_gamma(fits: Callable[[float], bool], gamma: float, tol: float) -> f
         else:
             gamma -= step / 2
         step /= 2
-        if step < tol / 4:
-            break
     return good
 
 
