@@ -8,7 +8,6 @@ from functools import cache
 
 import pytest
 
-
 from fedswarm.run.build import build
 from fedswarm.run.config import loads_config
 
