@@ -207,3 +207,37 @@ def test_with_the_real_vectorised_learner_attackers_send_the_poisoned_update() -
         assert isinstance(p.reply, FitRes)
         want = -4 * h.reply.update if h.client_id in bad else h.reply.update
         np.testing.assert_array_equal(p.reply.update, want)
+
+
+# ---- fedswarm client --attack (a test tool) ----------------------------------------------
+
+
+def test_client_attack_options_parse_into_the_attack_table() -> None:
+    from fedswarm.attacks.config import ScaleAttack
+    from fedswarm.cli import _attack
+
+    parsed = _attack("scaling", ["scale = 10.0"])
+    assert isinstance(parsed, ScaleAttack)
+    assert parsed.scale == 10.0
+    with pytest.raises(ValueError, match="attack.sigma"):
+        _attack("sign_flip", ["sigma=1.0"])
+    with pytest.raises(ValueError, match="expected KEY"):
+        _attack("sign_flip", ["scale"])
+
+
+def test_a_deployed_participant_refuses_colluding_attacks() -> None:
+    from fedswarm.deploy.node import NodeSetupError, participant_factory
+
+    with pytest.raises(NodeSetupError, match="simulation only"):
+        participant_factory("00000", "partition", attack=attack("kind = 'alie'"))
+    participant_factory("00000", "partition", attack=attack("kind = 'sign_flip'"))  # fine
+
+
+def test_the_client_command_labels_attack_a_test_tool() -> None:
+    from typer.testing import CliRunner
+
+    from fedswarm.cli import app
+
+    out = CliRunner().invoke(app, ["client", "--help"], env={"COLUMNS": "200"})
+    assert "TEST TOOL" in out.output
+    assert "--attack" in out.output

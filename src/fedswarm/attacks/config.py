@@ -11,10 +11,11 @@ only, see :mod:`fedswarm.attacks.colluding`).
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 __all__ = [
     "ATTACK_BY_KIND",
@@ -30,6 +31,7 @@ __all__ = [
     "ScaleAttack",
     "check_attack",
     "malicious_count",
+    "parse_attack",
 ]
 
 
@@ -166,3 +168,15 @@ def check_attack(attack: AttackConfig, num_clients: int | None) -> None:
     """Raise naming the keys if more participants are malicious than exist."""
     if num_clients is not None and malicious_count(attack, num_clients) > num_clients:
         raise ValueError(f"attack.count = {attack.count} exceeds data.num_clients = {num_clients}")
+
+
+def parse_attack(table: Mapping[str, Any]) -> AttackConfig:
+    """An ``[attack]`` table on its own (``fedswarm client --attack``); errors name the keys."""
+    try:
+        return TypeAdapter(AttackConfig).validate_json(json.dumps(dict(table)))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"attack.{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"not a valid attack: {problems}") from None
