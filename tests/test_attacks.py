@@ -219,7 +219,7 @@ def test_client_attack_options_parse_into_the_attack_table() -> None:
     parsed = _attack("scaling", ["scale = 10.0"])
     assert isinstance(parsed, ScaleAttack)
     assert parsed.scale == 10.0
-    with pytest.raises(ValueError, match="attack.sigma"):
+    with pytest.raises(ValueError, match=r"attack\.sigma"):
         _attack("sign_flip", ["sigma=1.0"])
     with pytest.raises(ValueError, match="expected KEY"):
         _attack("sign_flip", ["scale"])
