@@ -11,7 +11,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["column_blocks", "gram", "row_sq_distances", "row_sq_norms", "weighted_rows_sum"]
+__all__ = [
+    "column_blocks",
+    "columns_as_rows",
+    "gram",
+    "row_sq_distances",
+    "row_sq_norms",
+    "weighted_rows_sum",
+]
 
 _BLOCK = 1 << 14  # columns per block: 1,000 clients x 16k x 8 bytes = 128 MB of float64
 
@@ -19,6 +26,13 @@ _BLOCK = 1 << 14  # columns per block: 1,000 clients x 16k x 8 bytes = 128 MB of
 def column_blocks(dim: int, block: int = _BLOCK) -> Iterator[slice]:
     for lo in range(0, dim, block):
         yield slice(lo, min(lo + block, dim))
+
+
+def columns_as_rows(updates: np.ndarray, b: slice) -> np.ndarray:
+    """Columns ``b`` as contiguous float64 rows, ``(width, clients)``: sorting or partitioning
+    each coordinate's values then runs along memory, several times faster than down a
+    strided column."""
+    return np.ascontiguousarray(updates[:, b].T, dtype=np.float64)
 
 
 def gram(updates: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedswarm.aggregation._blocks import column_blocks
+from fedswarm.aggregation._blocks import column_blocks, columns_as_rows
 from fedswarm.aggregation.base import Aggregate, AggregationContext, check_stacked
 from fedswarm.aggregation.krum import krum_scores, krum_select, pairwise_sq_distances
 from fedswarm.aggregation.scores import anomaly_scores
@@ -33,12 +33,13 @@ def bulyan_select(updates: np.ndarray, sq_dist: np.ndarray, f: int, theta: int) 
 
 
 def closest_to_median_mean(values: np.ndarray, beta: int) -> np.ndarray:
-    """Per column of ``values`` (``(theta, dim)``): the mean of the ``beta`` values nearest
-    the column's median (ties to the smaller value). float64 in, float64 out."""
-    col = np.sort(values, axis=0)
-    med = np.median(col, axis=0)
-    nearest = np.argsort(np.abs(col - med), axis=0, kind="stable")[:beta]
-    out: np.ndarray = np.take_along_axis(col, nearest, axis=0).mean(axis=0)
+    """Per row of ``values`` (``(dim, theta)``: one coordinate's chosen values a row): the
+    mean of the ``beta`` values nearest the row's median (ties to the smaller value).
+    float64 in, float64 out."""
+    row = np.sort(values, axis=1)
+    med = np.median(row, axis=1, keepdims=True)
+    nearest = np.argsort(np.abs(row - med), axis=1, kind="stable")[:, :beta]
+    out: np.ndarray = np.take_along_axis(row, nearest, axis=1).mean(axis=1)
     return out
 
 
@@ -61,6 +62,6 @@ class Bulyan:
         chosen = sorted(bulyan_select(updates, sq, self.f, theta))
         update = np.empty(updates.shape[1], np.float32)
         for b in column_blocks(updates.shape[1]):
-            update[b] = closest_to_median_mean(updates[chosen, b].astype(np.float64), beta)
+            update[b] = closest_to_median_mean(columns_as_rows(updates, b)[:, chosen], beta)
         scores = {**anomaly_scores(updates, update), "krum": krum_scores(sq, self.f)}
         return Aggregate(update, scores)

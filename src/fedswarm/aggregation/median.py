@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedswarm.aggregation._blocks import column_blocks
+from fedswarm.aggregation._blocks import column_blocks, columns_as_rows
 from fedswarm.aggregation.base import Aggregate, AggregationContext, check_stacked
 from fedswarm.aggregation.scores import anomaly_scores
 
@@ -22,7 +22,7 @@ def coordinate_median(updates: np.ndarray) -> np.ndarray:
     computed in float64 and rounded once to float32."""
     out = np.empty(updates.shape[1], np.float32)
     for b in column_blocks(updates.shape[1]):
-        out[b] = np.median(updates[:, b].astype(np.float64), axis=0)
+        out[b] = np.median(columns_as_rows(updates, b), axis=1)
     return out
 
 

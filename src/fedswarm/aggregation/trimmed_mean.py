@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedswarm.aggregation._blocks import column_blocks
+from fedswarm.aggregation._blocks import column_blocks, columns_as_rows
 from fedswarm.aggregation.base import Aggregate, AggregationContext, check_stacked
 from fedswarm.aggregation.scores import anomaly_scores
 
@@ -27,8 +27,8 @@ def trimmed_mean(updates: np.ndarray, k: int) -> np.ndarray:
         raise ValueError(f"cannot trim {k} from each end of {n} values")
     out = np.empty(updates.shape[1], np.float32)
     for b in column_blocks(updates.shape[1]):
-        col = np.sort(updates[:, b].astype(np.float64), axis=0)
-        out[b] = col[k : n - k].mean(axis=0)
+        rows = np.sort(columns_as_rows(updates, b), axis=1)
+        out[b] = rows[:, k : n - k].mean(axis=1)
     return out
 
 
