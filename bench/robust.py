@@ -149,6 +149,16 @@ def table(rows: list[dict[str, Any]], key: str, fmt: str) -> str:
     return "\n".join(lines)
 
 
+def tables(rows: list[dict[str, Any]]) -> str:
+    return "\n\n".join(
+        [
+            "Final accuracy\n\n" + table(rows, "accuracy", ".3f"),
+            "Backdoor success rate\n\n" + table(rows, "backdoor", ".3f"),
+            "Aggregation seconds per round\n\n" + table(rows, "agg_s", ".4f"),
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=10)
@@ -156,7 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--attacks", nargs="*", default=list(ATTACKS))
     p.add_argument("--out", type=Path, help="markdown tables here")
     p.add_argument("--jsonl", type=Path, help="one JSON line per run, appended")
+    p.add_argument("--tables-from", type=Path, help="only print the tables of a --jsonl file")
     args = p.parse_args(argv)
+    if args.tables_from:
+        rows = [json.loads(line) for line in args.tables_from.read_text().splitlines()]
+        print(tables(rows))
+        return
     rows = []
     for agg in args.aggregators:
         for attack in args.attacks:
@@ -166,13 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.jsonl:
                 with args.jsonl.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-    text = "\n\n".join(
-        [
-            "Final accuracy\n\n" + table(rows, "accuracy", ".3f"),
-            "Backdoor success rate\n\n" + table(rows, "backdoor", ".3f"),
-            "Aggregation seconds per round\n\n" + table(rows, "agg_s", ".4f"),
-        ]
-    )
+    text = tables(rows)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
