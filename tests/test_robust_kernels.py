@@ -340,3 +340,28 @@ def test_an_unknown_name_lists_the_registry() -> None:
 def test_options_are_checked_where_they_are_set(make: object) -> None:
     with pytest.raises(ValueError, match="must be"):
         make()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("n", range(3, 12))
+def test_krum_family_at_f_maximum_equals_reference(n: int) -> None:
+    """Hypothesis draws f up to its maximum; here every n meets it exactly."""
+    u = np.random.default_rng(n).integers(-8, 9, (n, 3)).astype(np.float32) / 4
+    f_krum, f_bulyan = (n - 3) // 2, (n - 3) // 4
+    ref = ref_krum_scores(rows(u), f_krum)
+    np.testing.assert_array_equal(Krum(f_krum)(u, ones(u), ctx(*u.shape)).scores["krum"], ref)
+    want = f32(ref_bulyan(u, f_bulyan))
+    np.testing.assert_allclose(run(Bulyan(f_bulyan), u), want, rtol=1e-6, atol=1e-7)
+
+
+ALL = [*ORDER_FREE, FLTrust(lambda params, rnd: np.ones(3, np.float32))]
+
+
+@pytest.mark.parametrize("agg", ALL, ids=repr)
+def test_one_client_is_its_own_aggregate(agg: object) -> None:
+    u = np.array([[0.5, -1.0, 2.0]], np.float32)
+    out = run(agg, u)
+    if isinstance(agg, NormBound):
+        u = u * np.float32(min(1.0, 1.0 / float(np.linalg.norm(u))))
+    if isinstance(agg, FLTrust):
+        u = u * np.float32(np.sqrt(3) / float(np.linalg.norm(u)))  # rescaled to ||g0||
+    np.testing.assert_allclose(out, u[0], rtol=1e-6)
