@@ -35,7 +35,14 @@ from fedswarm.pytorch.learner import TorchLearner, batch_indices, batches_in_one
 from fedswarm.pytorch.models import CNN, MLP
 from fedswarm.pytorch.vectorized import VectorizedTorchLearner
 from fedswarm.run.build import build, build_strategy
-from fedswarm.run.config import ConfigError, DeviceKind, RunConfig, loads_config, parse_config
+from fedswarm.run.config import (
+    ConfigError,
+    DeviceKind,
+    RunConfig,
+    loads_config,
+    parse_config,
+    raw_config,
+)
 from fedswarm.run.experiment import Experiment
 from fedswarm.simulation.ray_backend import gpus_per_actor_of
 from fedswarm.training import GradientCorrection, LocalTraining, OptimizerKind, Precision
@@ -61,7 +68,7 @@ def digits(**simulation: Any) -> RunConfig:
 
 
 def with_precision(config: RunConfig, precision: str) -> RunConfig:
-    raw = config.model_dump(mode="json")
+    raw = raw_config(config)
     raw["client"]["precision"] = precision
     return parse_config(raw, "digits")
 

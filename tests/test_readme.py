@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from fedswarm.attacks.config import ATTACK_BY_KIND
 from fedswarm.run import config as cfg
+from fedswarm.run.aggregators import OPTIONS_BY_NAME
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -84,12 +86,16 @@ def _keys(model: type[BaseModel]) -> set[str]:
         cfg.SimulationConfig,
         cfg.DeploymentConfig,
         cfg.StoreConfig,
+        *dict.fromkeys(OPTIONS_BY_NAME.values()),
+        *dict.fromkeys(ATTACK_BY_KIND.values()),
     ],
+    ids=str,
 )
 def test_reference_documents_every_key(model: type[BaseModel]) -> None:
     reference = README.read_text().split("## Config reference", 1)[1]
     nested = {
         "data", "model", "client", "strategy", "evaluation", "simulation", "deployment", "store",
+        "aggregator", "attack",
     }  # fmt: skip
     missing = {k for k in _keys(model) - nested if f"`{k}`" not in reference}
     assert not missing, f"README config reference lacks {sorted(missing)}"

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # the CLI imports torch, sklearn and matplotlib only when a run starts
+    from fedswarm.attacks.config import AttackConfig
     from fedswarm.reports import RoundReport
     from fedswarm.run.config import RunConfig
 
@@ -128,12 +129,12 @@ def demo(
     ] = None,
 ) -> None:
     """Embedded default: digits, 20 clients, Dirichlet(0.5) label skew, FedAvg."""
-    from fedswarm.run.config import loads_config, parse_config
+    from fedswarm.run.config import loads_config, parse_config, raw_config
 
     raw = (files("fedswarm") / "configs" / "demo.toml").read_text()
     config = loads_config(raw, "demo config")
     if rounds is not None:  # re-validated, not patched in
-        config = parse_config({**config.model_dump(mode="json"), "rounds": rounds})
+        config = parse_config({**raw_config(config), "rounds": rounds})
     _guarded(config, out or Path("runs/demo"))
 
 
@@ -161,12 +162,12 @@ def run(
 
     The README's config reference lists every key; unknown keys are errors.
     """
-    from fedswarm.run.config import ConfigError, load_config, parse_config
+    from fedswarm.run.config import ConfigError, load_config, parse_config, raw_config
 
     try:
         config = load_config(config_path)
         if device is not None:  # re-validated, not patched in
-            raw = config.model_dump(mode="json")
+            raw = raw_config(config)
             raw["simulation"]["device"] = device.value
             config = parse_config(raw, f"{config_path} with --device {device.value}")
     except ConfigError as exc:
@@ -234,6 +235,24 @@ def server(
     _print_summary(summary, state)
 
 
+def _attack(kind: str, options: list[str]) -> AttackConfig:
+    """``--attack KIND --attack-option KEY=VALUE ...`` as an ``[attack]`` table."""
+    import tomllib
+
+    from fedswarm.attacks.config import parse_attack
+
+    table: dict[str, object] = {"kind": kind}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise ValueError(f"--attack-option {option!r}: expected KEY=VALUE")
+        try:
+            table[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ValueError(f"--attack-option {option!r}: {value!r} is not a TOML value") from None
+    return parse_attack(table)
+
+
 @app.command()
 def client(
     server: Annotated[str, typer.Option(help="The coordinator's HOST:PORT.")],
@@ -246,6 +265,21 @@ def client(
             "(x_train, y_train[, x_test, y_test])."
         ),
     ] = "partition",
+    attack: Annotated[
+        str | None,
+        typer.Option(
+            help="TEST TOOL: behave as a Byzantine participant of this kind (label_flip, "
+            "backdoor, sign_flip, gaussian, scaling), to test your own defences.",
+            rich_help_panel="Testing defences",
+        ),
+    ] = None,
+    attack_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE of the attack (a TOML value), e.g. scale=10.0; repeatable.",
+            rich_help_panel="Testing defences",
+        ),
+    ] = None,
 ) -> None:
     """Take part in a federation: dial the coordinator and train on local data."""
     from fedswarm.data.errors import DatasetNotInstalledError
@@ -262,8 +296,11 @@ def client(
 
     _deploy_logging()
     try:
+        poison = _attack(attack, attack_option or []) if attack else None
+        if poison is not None:
+            console.print(f"[bold red]{name}: TEST TOOL - sending {attack} updates[/]")
         node = find_node(pki, Role.CLIENT, name)
-        factory = participant_factory(name, data, own_process=True)
+        factory = participant_factory(name, data, own_process=True, attack=poison)
         run_participant(server, tls_identity(node), factory)
     except HandshakeFailed as exc:  # the coordinator cannot say why: look at our own
         problem = certificate_problem(node)
@@ -271,7 +308,7 @@ def client(
         raise _fail("TLS handshake failed", why, 3) from None
     except ParticipantRefused as exc:
         raise _fail("refused by the coordinator", exc, 3) from None
-    except (NodeSetupError, ConfigError, DatasetNotInstalledError, OSError) as exc:
+    except (NodeSetupError, ConfigError, DatasetNotInstalledError, OSError, ValueError) as exc:
         raise _fail("client error", exc, 1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from fedswarm.aggregation import score_metrics
 from fedswarm.messages import Outcome
 from fedswarm.params import Params
 from fedswarm.reports import RoundReport
@@ -98,6 +99,8 @@ def run_rounds(
                 federated=federated,
                 replied=result.replied,
                 failures=result.failures,
+                metrics=score_metrics(result.summary.scores),
+                scores=result.summary.scores,
             ),
         )
     return state

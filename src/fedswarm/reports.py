@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from fedswarm.messages import ClientId, Failure
 from fedswarm.training import Evaluation
 
@@ -46,6 +48,9 @@ class RoundReport:
     replied: tuple[ClientId, ...] = ()  # whose updates count
     failures: tuple[Failure, ...] = ()  # who failed and why (refusals included)
     metrics: Mapping[str, float] = field(default_factory=dict)  # ``namespace/name`` keys
+    # The aggregator's per-participant scores (name -> one value per ``replied``, in its
+    # order); arrays, so left out of ``==``. The run store keeps them, one row per value.
+    scores: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False)
 
 
 class RecordError(ValueError):

@@ -29,10 +29,11 @@ from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
-from fedswarm.run.build import build_strategy, data_spec, round_policy
+from fedswarm.run.build import build_strategy, data_spec, local_training, round_policy
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
+from fedswarm.run.robust import fltrust_root
 from fedswarm.run.store import RunStore
 from fedswarm.security.pki import NodePaths, Role, TrustStore
 from fedswarm.strategy import RunInfo, ServerState
@@ -144,8 +145,15 @@ class Coordinator:
         cfg = self.config
         store = RunStore.open(self.state_dir, cfg)
         dataset = configured_dataset(data_spec(cfg.data, cfg.seed))  # schema, central test
-        learner = TorchLearner(model_factory(cfg.model, dataset))
-        strategy, run = build_strategy(cfg), RunInfo(store.run_id, cfg.seed)
+        model_fn = model_factory(cfg.model, dataset)
+        learner = TorchLearner(model_fn)
+        if cfg.attack is not None:
+            raise ValueError(
+                "[attack] simulates Byzantine participants in `fedswarm run`; to test a "
+                "deployment's defences start some participants with `fedswarm client --attack`"
+            )
+        root = fltrust_root(cfg, dataset, model_fn, local_training(cfg))  # FLTrust's root data
+        strategy, run = build_strategy(cfg, root), RunInfo(store.run_id, cfg.seed)
         with torch_settings(cfg.simulation.threads):
             start = store.latest() or store.begin(strategy.init(learner.init_params(cfg.seed)))
         state = start.state

@@ -18,6 +18,7 @@ import numpy as np
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from fedswarm.attacks import COLLUDING, AttackConfig, malicious_app
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.pytorch.learner import TorchLearner
@@ -121,15 +122,23 @@ class _Schema:
     num_classes: int
 
 
-def participant_factory(name: str, data: str, *, own_process: bool = False) -> AppFactory:
+def participant_factory(
+    name: str, data: str, *, own_process: bool = False, attack: AttackConfig | None = None
+) -> AppFactory:
     """Builds participant ``name`` for the run the coordinator describes, on ``data``.
 
     ``own_process``: the process is this participant's (``fedswarm client``), so it takes
     the run's torch settings for good: deterministic kernels and its thread count, as in
-    simulation (same model, same bits).
+    simulation (same model, same bits). ``attack``: A TEST TOOL for an operator probing
+    their own defences; the participant poisons its data or updates as the attack says.
     """
 
     own = None if data == PARTITION else load_npz(Path(data))  # bad data fails before dialling
+    if attack is not None and attack.attack_kind in COLLUDING:
+        raise NodeSetupError(
+            f"attack {attack.attack_kind.value!r} needs every participant's honest update: "
+            "it exists in simulation only"
+        )
 
     def build(spec: RunSpec) -> ClientApp:
         config = loads_config(spec.config_toml, "the coordinator's config")
@@ -149,7 +158,10 @@ def participant_factory(name: str, data: str, *, own_process: bool = False) -> A
             local = own
         schema = _Schema(spec.data_name, spec.input_shape, spec.num_classes)
         _check_fits(data, local, schema)
-        return ClientApp(name, TorchLearner(model_factory(config.model, schema)), local)
+        app = ClientApp(name, TorchLearner(model_factory(config.model, schema)), local)
+        if attack is not None:
+            return malicious_app(app, attack, schema.num_classes, config.seed)
+        return app
 
     return build
 

@@ -27,11 +27,14 @@ __all__ = [
     "SCHEMA",
     "ClientRecord",
     "Event",
+    "Score",
     "connect",
     "read_clients",
     "read_events",
+    "read_scores",
     "record_outcomes",
     "record_refusals",
+    "record_scores",
     "touch",
 ]
 
@@ -51,6 +54,9 @@ CREATE TABLE IF NOT EXISTS clients (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, at REAL NOT NULL, round INTEGER NOT NULL,
     client_id TEXT NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scores (
+    round INTEGER NOT NULL, client_id TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (round, client_id, name));
 """
 _EVENT = "INSERT INTO events (at, round, client_id, kind, reason) VALUES (?, ?, ?, ?, ?)"
 _COUNT = {
@@ -79,6 +85,17 @@ class Event:
     client_id: ClientId
     kind: str  # "failure" or "refusal"
     reason: str
+
+
+@dataclass(frozen=True)
+class Score:
+    """One participant's anomaly score in one round (``name``: ``norm``, ``distance``,
+    ``krum``, ``fltrust_cosine``)."""
+
+    round: int
+    client_id: ClientId
+    name: str
+    value: float
 
 
 def _event_kind(failure: Failure) -> str:
@@ -116,6 +133,25 @@ def record_outcomes(db: sqlite3.Connection, report: RoundReport, now: float) -> 
         touch(db, [f.client_id], now)
         db.execute(_COUNT[kind], (f.client_id,))
         db.execute(_EVENT, (now, f.round, f.client_id, kind, f.reason))
+
+
+def record_scores(db: sqlite3.Connection, report: RoundReport) -> None:
+    """The aggregator's per-participant anomaly scores of the round, one row per value."""
+    for name, values in report.scores.items():
+        db.executemany(
+            "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)",
+            [
+                (report.round, c, name, float(v))
+                for c, v in zip(report.replied, values, strict=True)
+            ],
+        )
+
+
+def read_scores(db: sqlite3.Connection) -> list[Score]:
+    rows = db.execute(
+        "SELECT round, client_id, name, value FROM scores ORDER BY round, client_id, name"
+    ).fetchall()
+    return [Score(int(r), str(c), str(n), float(v)) for r, c, n, v in rows]
 
 
 def record_refusals(

@@ -9,6 +9,7 @@ from typing import assert_never
 
 from torch import nn
 
+from fedswarm.aggregation import ReferenceUpdate
 from fedswarm.data.partition import PartitionSpec
 from fedswarm.data.registry import DataSpec
 from fedswarm.driver import RoundPolicy
@@ -16,6 +17,7 @@ from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
 from fedswarm.pytorch.device import DeviceUnavailableError, resolve_device
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
+from fedswarm.run.aggregators import build_aggregator
 from fedswarm.run.config import (
     BackendKind,
     ConfigError,
@@ -31,18 +33,19 @@ from fedswarm.run.config import (
 from fedswarm.run.experiment import Experiment
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
+from fedswarm.run.robust import fltrust_root, with_attack
 from fedswarm.sampling import UniformSampler
 from fedswarm.server_opt import AdaptiveRule
 from fedswarm.strategy import RunInfo, Strategy
 from fedswarm.training import LocalTraining
 from fedswarm.transforms import ClipNorm
 
-__all__ = ["build", "build_strategy", "data_spec", "round_policy"]
+__all__ = ["build", "build_strategy", "data_spec", "local_training", "round_policy"]
 
 
-def build_strategy(config: RunConfig) -> Strategy:
-    c, s = config.client, config.strategy
-    training = LocalTraining(
+def local_training(config: RunConfig) -> LocalTraining:
+    c = config.client
+    return LocalTraining(
         batch_size=c.batch_size,
         lr=c.lr,
         epochs=c.epochs,
@@ -52,8 +55,14 @@ def build_strategy(config: RunConfig) -> Strategy:
         weight_decay=c.weight_decay,
         precision=c.precision,
     )
+
+
+def build_strategy(config: RunConfig, root: ReferenceUpdate | None = None) -> Strategy:
+    """``root``: FLTrust's update at the coordinator (:func:`fedswarm.run.robust.fltrust_root`)."""
+    s = config.strategy
     sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
-    strategy = _algorithm(s, training, sampler)
+    strategy = _algorithm(s, local_training(config), sampler)
+    strategy = replace(strategy, aggregator=build_aggregator(config.aggregator, root))
     if s.clip_norm is not None:
         strategy = replace(strategy, transforms=(ClipNorm(s.clip_norm),))
     return strategy
@@ -141,18 +150,22 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
     dataset = configured_dataset(spec)
     model_fn = model_factory(config.model, dataset)
     backend, note = _backend(config, model_fn)
+    root = fltrust_root(config, dataset, model_fn, local_training(config))
+    strategy, attackers = with_attack(config, dataset, build_strategy(config, root))
     clients = ConfiguredClients(
         spec,
         config.model,
         vectorized=backend is BackendKind.VECTORIZED,
         max_clients_per_chunk=config.simulation.max_clients_per_chunk,
         device=device,
+        attack=config.attack,
+        attackers=attackers,
     )
     return Experiment(
         config=config,
         dataset=dataset,
         learner=TorchLearner(model_fn, device=device),
-        strategy=build_strategy(config),
+        strategy=strategy,
         policy=round_policy(config),
         run=RunInfo(run_id, config.seed),
         clients=clients,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,16 +18,18 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PositiveInt,
     ValidationError,
     model_validator,
 )
 
-from fedswarm.aggregation import Weighting
+from fedswarm.aggregation import AggregatorName, Weighting
+from fedswarm.attacks.config import AttackConfig, check_attack
 from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
+from fedswarm.run._frozen import Frozen as _Frozen
+from fedswarm.run.aggregators import AggregatorConfig, MeanOptions, check_aggregator
 from fedswarm.training import OptimizerKind, Precision
 
 __all__ = [
@@ -53,17 +56,12 @@ __all__ = [
     "load_config",
     "loads_config",
     "parse_config",
+    "raw_config",
 ]
 
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message lists every problem."""
-
-
-class _Frozen(BaseModel):
-    # strict: "5" is not a number and "yes" not a bool; configs are validated in JSON mode
-    # (see parse_config) so enum names and arrays still read naturally from TOML.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ModelName(enum.Enum):
@@ -131,6 +129,9 @@ class ClientConfig(_Frozen):
 
 
 class _Sampling(_Frozen):
+    aggregator: AggregatorName = Field(
+        AggregatorName.MEAN, description="its options in the [aggregator] table"
+    )
     clients_per_round: int | None = Field(None, ge=1, description="exact count per round")
     fraction: float = Field(1.0, gt=0, le=1, description="C: fraction of clients per round")
     min_clients: int = Field(1, ge=1)
@@ -277,6 +278,16 @@ class RunConfig(_Frozen):
     simulation: SimulationConfig = SimulationConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     store: StoreConfig = StoreConfig()
+    aggregator: AggregatorConfig = MeanOptions()  # options of strategy.aggregator
+    attack: AttackConfig | None = None  # simulated Byzantine participants (a test tool)
+
+    @model_validator(mode="after")
+    def _robust_limits(self) -> RunConfig:
+        per_round = _clients_per_round(self)
+        check_aggregator(self.strategy.aggregator, self.aggregator, per_round)
+        if self.attack is not None:
+            check_attack(self.attack, self.data.num_clients)
+        return self
 
     @model_validator(mode="after")
     def _scaffold_needs_plain_sgd(self) -> RunConfig:
@@ -289,9 +300,22 @@ class RunConfig(_Frozen):
         return self
 
 
+def _clients_per_round(config: RunConfig) -> int | None:
+    """Participants sampled each round, when the config fixes it (else None)."""
+    s, k = config.strategy, config.data.num_clients
+    if s.clients_per_round is not None:
+        return min(s.clients_per_round, k) if k else s.clients_per_round
+    if k is None:
+        return None
+    return min(max(s.min_clients, math.ceil(s.fraction * k - 1e-9)), k)
+
+
+_UNIONS = ("strategy", "aggregator", "attack")  # tables whose second key is a union's tag
+
+
 def _location(loc: tuple[Any, ...]) -> str:
-    """Dotted key of an error, without the strategy union's tag (``strategy.fedprox.mu``)."""
-    parts = [p for i, p in enumerate(loc) if not (i == 1 and loc[0] == "strategy")]
+    """Dotted key of an error, without a union's tag (``strategy.fedprox.mu``)."""
+    parts = [p for i, p in enumerate(loc) if not (i == 1 and loc[0] in _UNIONS)]
     return ".".join(str(p) for p in parts) or "(top level)"
 
 
@@ -310,13 +334,13 @@ def _describe(err: dict[str, Any]) -> str:
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = RunConfig
     for i, part in enumerate(loc):
-        if i == 1 and loc[0] == "strategy" and part in _STRATEGY_BY_NAME:
-            model = _STRATEGY_BY_NAME[str(part)]
+        if i == 1 and loc[0] in _UNIONS and (tagged := _tagged(str(loc[0]), str(part))):
+            model = tagged
             continue
         field = model.model_fields.get(str(part))
         ann = field.annotation if field else None
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            if str(part) != "strategy":
+            if str(part) not in _UNIONS:
                 return []
             continue
         model = ann
@@ -334,10 +358,37 @@ _STRATEGY_BY_NAME: dict[str, type[BaseModel]] = {
 }
 
 
+def _tagged(table: str, tag: str) -> type[BaseModel] | None:
+    """The model a union table's tag selects (``strategy`` by name, ...), if any."""
+    if table == "strategy":
+        return _STRATEGY_BY_NAME.get(tag)
+    from fedswarm.attacks.config import ATTACK_BY_KIND
+    from fedswarm.run.aggregators import OPTIONS_BY_NAME
+
+    return (OPTIONS_BY_NAME if table == "aggregator" else ATTACK_BY_KIND).get(tag)
+
+
+def _with_aggregator_name(raw: dict[str, Any]) -> dict[str, Any]:
+    """The ``[aggregator]`` table tagged with ``strategy.aggregator``: the options are read
+    for the kernel the strategy names, so a misplaced option is an unknown key."""
+    table = raw.get("aggregator", {})
+    if not isinstance(table, dict):
+        return raw  # validation reports the type
+    if "name" in table:
+        raise ConfigError("aggregator.name: name the aggregator in strategy.aggregator")
+    strategy = raw.get("strategy")
+    name = strategy.get("aggregator", "mean") if isinstance(strategy, dict) else "mean"
+    return {**raw, "aggregator": {"name": name, **table}}
+
+
 def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     strategy = raw.get("strategy")
     if isinstance(strategy, dict) and "name" not in strategy:  # as if the table were absent
         raw = {**raw, "strategy": {"name": "fedavg", **strategy}}
+    try:
+        raw = _with_aggregator_name(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{source} is not a valid fedswarm config:\n  - {exc}") from None
     try:
         return RunConfig.model_validate_json(json.dumps(raw, allow_nan=True, default=str))
     except ValidationError as exc:
@@ -363,11 +414,20 @@ def load_config(path: Path) -> RunConfig:
     return loads_config(text, str(path))
 
 
-def dump_config(config: RunConfig) -> str:
-    """The fully resolved config as TOML (every default written out)."""
+def raw_config(config: RunConfig) -> dict[str, Any]:
+    """The fully resolved config as the tables a config file holds (every default written
+    out): ``parse_config(raw_config(c)) == c``, so a changed copy re-validates."""
     raw = config.model_dump(mode="json", exclude_none=True)
     raw["strategy"] = {"name": raw["strategy"].pop("name"), **raw["strategy"]}
-    return tomli_w.dumps(raw)
+    raw["aggregator"].pop("name")  # it is strategy.aggregator
+    if not raw["aggregator"]:
+        del raw["aggregator"]
+    return raw
+
+
+def dump_config(config: RunConfig) -> str:
+    """The fully resolved config as TOML (every default written out)."""
+    return tomli_w.dumps(raw_config(config))
 
 
 def config_sha256(config: RunConfig) -> str:

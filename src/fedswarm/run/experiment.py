@@ -29,7 +29,7 @@ from fedswarm.simulation.devices import DeviceModel
 from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.simulation.process import ProcessBackend
 from fedswarm.simulation.ray_backend import RayBackend
-from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.strategy import FitStrategy, RunInfo, ServerState
 
 __all__ = ["Experiment", "RoundProgress", "devices"]
 
@@ -39,7 +39,7 @@ class Experiment:
     config: RunConfig
     dataset: FederatedDataset
     learner: Learner  # for the initial model and central evaluation
-    strategy: Strategy
+    strategy: FitStrategy  # a Strategy, or a wrapper around one
     policy: RoundPolicy
     run: RunInfo
     clients: ConfiguredClients

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+from fedswarm.attacks import AttackConfig, malicious_app
 from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ClientData, FederatedDataset
 from fedswarm.data.registry import DataSpec, load_dataset
@@ -72,6 +73,8 @@ class ConfiguredClients:
     vectorized: bool = False
     max_clients_per_chunk: int | None = None
     device: str = "cpu"
+    attack: AttackConfig | None = None  # what the participants in ``attackers`` do
+    attackers: frozenset[ClientId] = frozenset()
 
     def __call__(self, client_id: ClientId) -> ClientApp:
         learner = configured_learner(
@@ -82,4 +85,8 @@ class ConfiguredClients:
         else:
             data = _resident_client(self.data, client_id)
         secrets = SimulatedSecrets(self.data.seed, client_id)
-        return ClientApp(client_id, learner, data, secrets=secrets)
+        app = ClientApp(client_id, learner, data, secrets=secrets)
+        if self.attack is not None and client_id in self.attackers:
+            classes = configured_dataset(self.data).num_classes
+            return malicious_app(app, self.attack, classes, self.data.seed)
+        return app

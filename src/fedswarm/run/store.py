@@ -46,12 +46,12 @@ from fedswarm.params import Params
 from fedswarm.reports import RecordError, RoundRecord, RoundReport
 from fedswarm.run import _ledger as ledger
 from fedswarm.run._blobs import BlobError, BlobFolder, write_atomic
-from fedswarm.run._ledger import ClientRecord, Event
+from fedswarm.run._ledger import ClientRecord, Event, Score
 from fedswarm.run._results import METRICS, metrics_line, write_metrics, write_results
 from fedswarm.run.config import RunConfig, config_sha256, dump_config
 from fedswarm.strategy import ServerState
 
-__all__ = ["ClientRecord", "Event", "ModelVersion", "RunStore", "RunStoreError"]
+__all__ = ["ClientRecord", "Event", "ModelVersion", "RunStore", "RunStoreError", "Score"]
 
 _LAST = "SELECT round, sha256, state FROM versions ORDER BY round DESC LIMIT 1"
 
@@ -158,6 +158,7 @@ class RunStore:
                 (state.round, now, json.dumps(record.to_json())),
             )
             ledger.record_outcomes(db, report, now)
+            ledger.record_scores(db, report)
             self._retain(db, state.round)
             needed = _needed(db)
         self._sweep(*needed)
@@ -224,6 +225,11 @@ class RunStore:
         """Every failure and refusal, oldest first."""
         with ledger.connect(self.path) as db:
             return ledger.read_events(db)
+
+    def scores(self) -> list[Score]:
+        """Every participant's anomaly scores, by round then participant."""
+        with ledger.connect(self.path) as db:
+            return ledger.read_scores(db)
 
     # --- internals -------------------------------------------------------------------------
 
