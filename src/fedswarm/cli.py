@@ -18,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from fedswarm.swarm.cli import ledger_app
+
 if TYPE_CHECKING:  # the CLI imports torch, sklearn and matplotlib only when a run starts
     from fedswarm.reports import RoundReport
     from fedswarm.run.config import RunConfig
@@ -262,6 +264,7 @@ ca_app = typer.Typer(
     help="Federation PKI: a CA and node certificates for mutual TLS.", no_args_is_help=True
 )
 app.add_typer(ca_app, name="ca")
+app.add_typer(ledger_app, name="ledger")
 
 CaDirOption = Annotated[
     Path, typer.Option("--dir", help="CA directory (made by `fedswarm ca init`).")
@@ -304,6 +307,7 @@ class NodeRole(enum.Enum):
 
     SERVER = "server"
     CLIENT = "client"
+    PEER = "peer"
 
 
 @ca_app.command("issue")
@@ -314,7 +318,7 @@ def ca_issue(
     days: DaysOption = 365,
     host: Annotated[
         list[str] | None,
-        typer.Option(help="Servers: another DNS name or IP clients dial (repeatable)."),
+        typer.Option(help="Servers, peers: another DNS name or IP they are dialled at."),
     ] = None,
 ) -> None:
     """Issue a node a key (0600) and a certificate signed by the CA, under DIR/nodes/."""
