@@ -12,7 +12,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
 from pydantic import (
@@ -27,6 +27,7 @@ from pydantic import (
 from fedswarm.aggregation import Weighting
 from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
+from fedswarm.swarm.config import SwarmConfig
 from fedswarm.training import OptimizerKind
 
 __all__ = [
@@ -253,6 +254,7 @@ class RunConfig(_Frozen):
     simulation: SimulationConfig = SimulationConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     store: StoreConfig = StoreConfig()
+    swarm: SwarmConfig | None = None  # present: a swarm of peers instead of a server
 
     @model_validator(mode="after")
     def _scaffold_needs_plain_sgd(self) -> RunConfig:
@@ -291,6 +293,10 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
             continue
         field = model.model_fields.get(str(part))
         ann = field.annotation if field else None
+        # an optional table (``swarm: SwarmConfig | None``) lists its model's keys
+        ann = next(
+            (a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), ann
+        )
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             if str(part) != "strategy":
                 return []
