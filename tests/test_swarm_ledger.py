@@ -42,7 +42,11 @@ def build(peers: list[NodeSigner]) -> list[Record]:
         records.append(new_record(len(records), prev, kind, who, body))
 
     for i, p in enumerate(peers):
-        add(Kind.MEMBERSHIP, p, {"cert": p.cert_pem.decode(), "role": "peer", "client": str(i)})
+        add(
+            Kind.MEMBERSHIP,
+            p,
+            {"cert": p.cert_pem.decode(), "role": "peer", "client": str(i), "address": ""},
+        )
     for i, p in enumerate(peers):
         add(Kind.CONTRIBUTION, p, contribution_body(1, f"{i:064x}", 10 + i, {"loss": 0.5}))
     counted = sorted(r.digest for r in records if r.kind == Kind.CONTRIBUTION)
@@ -164,7 +168,7 @@ def test_foreign_revoked_and_wrong_role_members_are_refused(
             head[-1].digest,
             Kind.MEMBERSHIP,
             who,
-            {"cert": who.cert_pem.decode(), "role": role, "client": "9"},
+            {"cert": who.cert_pem.decode(), "role": role, "client": "9", "address": ""},
         )
         with pytest.raises(LedgerInvalid, match=rf"record 3: .*{why}"):
             check_chain([*head, joined], trust)

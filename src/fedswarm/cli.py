@@ -222,6 +222,35 @@ def server(
 
 
 @app.command()
+def peer(
+    config_path: Annotated[Path, typer.Argument(help="Run config with a [swarm] table.")],
+    pki: Annotated[Path, typer.Option(help="Directory with ca.crt, ca.crl, nodes/NAME.key|crt")],
+    name: Annotated[str, typer.Option(help="This peer's certificate name (role peer).")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT (etcd client; PORT+1 etcd, +2 blobs).")],
+    peers: Annotated[str, typer.Option(help="The other peers' --listen, comma-separated.")],
+    data: Annotated[str, typer.Option(help="The client id of the config's dataset it trains.")],
+    out: Annotated[Path, typer.Option(help="Its folder: etcd data, blobs, ledger, model.")],
+) -> None:
+    """Be one peer of a swarm: no server; a replicated, signed ledger; local merges."""
+    from fedswarm.deploy.peer import PeerOptions, run_peer_process
+    from fedswarm.run.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise _fail("config error", exc, 2) from None
+    _deploy_logging()
+    others = [p for p in peers.split(",") if p]
+    try:
+        final = run_peer_process(config, PeerOptions(pki, name, listen, others, data, out))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise _fail("peer error", exc, 1) from None
+    console.print(f"{name}: round {final.round}, model {final.params.sha256()}")
+
+
+@app.command()
 def client(
     server: Annotated[str, typer.Option(help="The coordinator's HOST:PORT.")],
     pki: Annotated[Path, typer.Option(help="Directory with ca.crt and nodes/NAME.key|crt")],

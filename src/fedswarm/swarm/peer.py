@@ -141,6 +141,9 @@ def _contribute(
     run: RunInfo,
     rnd: int,
 ) -> Generator[Step, Any, None]:
+    now: SwarmView = yield Await(lambda v: True, None)
+    if now.round(rnd).close is not None:
+        return  # a late or restarted peer: the round closed without it; it only merges
     mine = members[me]
     sampled = dict(strategy.configure_fit(state, sorted(members.values()), run))
     if mine not in sampled:

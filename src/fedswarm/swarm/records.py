@@ -61,7 +61,8 @@ class Kind:
 
 
 _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    Kind.MEMBERSHIP: {"cert": str, "role": str, "client": str},  # client: whose data it holds
+    # client: whose data it trains on; address: where it serves its blobs ("" in simulation)
+    Kind.MEMBERSHIP: {"cert": str, "role": str, "client": str, "address": str},
     Kind.CONTRIBUTION: {
         "round": int,
         "blob": str,  # sha256 of the update blob (the wire encoding of its FitRes)

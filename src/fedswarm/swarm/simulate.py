@@ -55,7 +55,9 @@ class SimulatedLedger:
 
     def join(self, members: Mapping[str, ClientId]) -> None:
         for name, cid in sorted(members.items()):
-            self.append(name, Kind.MEMBERSHIP, {"cert": "", "role": "peer", "client": cid})
+            self.append(
+                name, Kind.MEMBERSHIP, {"cert": "", "role": "peer", "client": cid, "address": ""}
+            )
 
 
 @dataclass
