@@ -234,6 +234,8 @@ def leader(s: Swarm) -> str:
             members = client.call("/v3/cluster/member/list", {})["members"]
         except EtcdError:
             continue
+        finally:
+            client.close()
         by_id = {m["ID"]: m["name"] for m in members}
         lead = by_id[status["leader"]]
         return next(n for n, a in s.addresses.items() if member_name(a) == lead)
@@ -249,6 +251,7 @@ def test_killing_the_consensus_leader_mid_round_loses_no_round(
         s.start(name)
     obs = s.observer()
     wait_for(obs, lambda led: len(led.view.round(2).contributions) >= 2, 180)
+    obs.client.close()
     victim = leader(s)
     s.kill(victim)
     survivors = [n for n in s.addresses if n != victim]
@@ -278,6 +281,7 @@ def test_a_killed_peer_restarts_catches_up_and_contributes_again(
     wait_for(obs, lambda led: victim in led.view.round(1).attestations, 180)
     s.kill(victim)
     wait_for(obs, lambda led: led.view.round(2).close is not None, 60)
+    obs.client.close()
     s.start(victim)
     s.wait_all(300)
     assert len({s.model(n) for n in s.addresses}) == 1

@@ -11,6 +11,7 @@ ledger (``ledger.jsonl``, for ``fedswarm ledger verify``) and the final model
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,13 +92,18 @@ def _train(config: RunConfig, opts: PeerOptions, tls: TlsFiles, blobs: BlobStore
     )
     peers = len({opts.listen, *opts.peers})
 
+    since = [time.perf_counter()]  # the round's wall time, for bench/swarm.py
+
     def on_round(result: PeerRoundResult) -> None:
+        now = time.perf_counter()
+        seconds, since[0] = now - since[0], now
         write_ledger(opts.out, ledger.records)
         log.info(
-            "round %d: model %s from %s",
+            "round %d: model %s from %s in %.3fs",
             result.state.round,
             result.model[:12],
             ",".join(result.counted),
+            seconds,
         )
 
     with torch_settings(config.simulation.threads):

@@ -25,7 +25,7 @@ from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.security.pki import Role, TrustStore
 from fedswarm.security.signing import NodeSigner
 from fedswarm.strategy import FitStrategy, RunInfo, ServerState
-from fedswarm.swarm.blobs import BlobStore, fetch_blob
+from fedswarm.swarm.blobs import BlobError, BlobStore, fetch_blob
 from fedswarm.swarm.etcd import EtcdClient, EtcdError, TlsFiles
 from fedswarm.swarm.ledger import Chain
 from fedswarm.swarm.peer import (
@@ -121,16 +121,31 @@ class PeerContext:
     tls: TlsFiles
     address: str  # where this peer serves its blobs
     memory: ClientMemory = field(default_factory=dict)
+    fetch_timeout_s: float = 300.0
 
-    def fetch(self, shas: tuple[str, ...]) -> dict[str, bytes]:
-        out = {}
+    def fetch(self, shas: tuple[str, ...], required: bool) -> dict[str, bytes]:
+        """The blobs named, from this peer's folder or the others'; with ``required``, tried
+        again (peers restart, partitions heal) until ``fetch_timeout_s``, then BlobError."""
+        out: dict[str, bytes] = {}
+        end = time.monotonic() + self.fetch_timeout_s
         for sha in shas:
-            data = self.blobs.get(sha)
-            if data is None:
-                data = fetch_blob(sha, self._sources(), self.tls)
-                self.blobs.put(data)
-            out[sha] = data
+            while sha not in out:
+                try:
+                    out[sha] = self._fetch_one(sha)
+                except BlobError:
+                    if not required:
+                        break
+                    if time.monotonic() > end:
+                        raise
+                    time.sleep(_POLL_S * 10)
         return out
+
+    def _fetch_one(self, sha: str) -> bytes:
+        data = self.blobs.get(sha)
+        if data is None:
+            data = fetch_blob(sha, self._sources(), self.tls, timeout=5)
+            self.blobs.put(data)
+        return data
 
     def _sources(self) -> list[str]:
         addresses = {
@@ -156,8 +171,8 @@ def drive_round(ctx: PeerContext, round_: PeerRound) -> PeerRoundResult:
                 reply = None
             case Await(ready, deadline_s):
                 reply = ctx.ledger.wait(ready, deadline_s)
-            case Fetch(shas):
-                reply = ctx.fetch(shas)
+            case Fetch(shas, required):
+                reply = ctx.fetch(shas, required)
         try:
             step = round_.send(reply)
         except StopIteration as done:

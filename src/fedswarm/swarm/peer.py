@@ -30,7 +30,7 @@ from typing import Any
 from fedswarm.messages import ClientId, FitIns, FitRes
 from fedswarm.rounds import FitReplyCheck
 from fedswarm.strategy import FitStrategy, FitSummary, RunInfo, ServerState
-from fedswarm.swarm.records import Kind
+from fedswarm.swarm.records import Kind, Record
 from fedswarm.swarm.view import RoundView, SwarmView, contribution_body
 from fedswarm.wire import WireError, decode, encode
 
@@ -76,6 +76,9 @@ class Await:
 @dataclass(frozen=True)
 class Fetch:
     blobs: tuple[str, ...]  # sha256s -> Mapping[sha, bytes]
+    # required: the driver keeps trying until it has them all (a counted blob is held by
+    # at least the peer that closed the round); else it returns those it could get now
+    required: bool = True
 
 
 Step = Train | Publish | Append | Await | Fetch
@@ -111,11 +114,7 @@ def peer_round(
     """Round ``state.round + 1`` as peer ``me`` sees it (see the module doc)."""
     rnd = state.round + 1
     yield from _contribute(me, strategy, state, members, run, rnd)
-    view: SwarmView = yield Await(lambda v: _closable(v.round(rnd), rules), rules.deadline_s)
-    if view.round(rnd).close is None:
-        yield _close(
-            view.round(rnd), rnd, "quorum" if _closable(view.round(rnd), rules) else "deadline"
-        )
+    yield from _close_round(rnd, rules)
     view = yield Await(lambda v: v.round(rnd).close is not None, None)
     counted = view.round(rnd).counted()
     blobs: Mapping[str, bytes] = yield Fetch(tuple(str(r.body["blob"]) for r in counted))
@@ -153,20 +152,38 @@ def _contribute(
     yield Publish(blob)
     metrics = {"train_loss": float(res.train_loss), "steps": int(res.num_steps)}
     body = contribution_body(rnd, hashlib.sha256(blob).hexdigest(), int(res.num_examples), metrics)
-    yield Append(Kind.CONTRIBUTION, body, lambda v: me not in v.round(rnd).contributions)
+    # not needed once it is in, or once the round closed without it (it would not count)
+    yield Append(Kind.CONTRIBUTION, body, lambda v: _open_without(v.round(rnd), me))
+
+
+def _open_without(rv: RoundView, me: str) -> bool:
+    return rv.close is None and me not in rv.contributions
 
 
 def _closable(rv: RoundView, rules: RoundRules) -> bool:
     return rv.close is not None or len(rv.contributions) >= rules.quorum
 
 
-def _close(rv: RoundView, rnd: int, reason: str) -> Append:
-    """A close fixing what the ledger holds when it commits (computed then, not now)."""
-    contributions = sorted(r.digest for r in rv.contributions.values())
+def _close_round(rnd: int, rules: RoundRules) -> Generator[Step, Any, None]:
+    """At quorum or deadline, propose a close (unless one is committed first)."""
+    view: SwarmView = yield Await(lambda v: _closable(v.round(rnd), rules), rules.deadline_s)
+    rv = view.round(rnd)
+    if rv.close is not None:
+        return
+    # Only what this peer holds can count: a blob whose author died before anyone fetched
+    # it is gone, and a close naming it would stall every merge.
+    seen = list(rv.contributions.values())
+    held = yield Fetch(tuple(str(r.body["blob"]) for r in seen), required=False)
+    reason = "quorum" if _closable(rv, rules) else "deadline"
+    yield _close([r for r in seen if r.body["blob"] in held], rnd, reason)
+
+
+def _close(held: list[Record], rnd: int, reason: str) -> Append:
+    """A close fixing the contributions this peer saw and holds the blobs of."""
+    contributions = sorted(r.digest for r in held)
     body = {"round": rnd, "contributions": contributions, "reason": reason}
-    # Fixed at the view we saw; if a contribution lands before ours commits, the driver
-    # sees a different ledger but our close still names only what we saw: it stays valid,
-    # the late one is simply not counted (as after a deadline).
+    # Fixed at the view we saw; a contribution that lands before ours commits is simply
+    # not counted (as after a deadline); the first close committed is the one that counts.
     return Append(
         Kind.ROUND_CLOSE, body, lambda v: v.round(rnd).close is None and bool(contributions)
     )

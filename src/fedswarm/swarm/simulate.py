@@ -131,7 +131,7 @@ def _serve(
         case Await():
             return ledger.view
         case Fetch(blobs):
-            return {sha: ledger.blobs[sha] for sha in blobs}
+            return {sha: ledger.blobs[sha] for sha in blobs if sha in ledger.blobs}
     raise TypeError(f"not a peer step: {step!r}")
 
 
