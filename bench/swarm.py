@@ -172,9 +172,8 @@ def main() -> None:
             fed = server_rounds(n, args.rounds, d / "fed")
             swarm, size, records = swarm_rounds(n, args.rounds, d / "swarm")
             print(f"| {n} | server (gRPC FedAvg) | {statistics.median(fed[1:]):.3f} | - | - |")
-            print(
-                f"| {n} | swarm (etcd + blobs) | {statistics.median(swarm[1:]):.3f} | {size} | {records} |"
-            )
+            median = statistics.median(swarm[1:])
+            print(f"| {n} | swarm (etcd + blobs) | {median:.3f} | {size} | {records} |")
             print(f"<!-- N={n} took {time.perf_counter() - t:.0f}s -->", flush=True)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from fedswarm.security.pki import PeerRejected, Rejection, Role, TrustStore
 from fedswarm.swarm.etcd import TlsFiles
@@ -64,6 +65,28 @@ def _context(tls: TlsFiles, purpose: ssl.Purpose) -> ssl.SSLContext:
     return ctx
 
 
+_IO_TIMEOUT_S = 10.0
+
+
+class _TlsServer(ThreadingHTTPServer):
+    """TLS per connection, in that connection's thread: a handshake that stalls (a peer cut
+    off by a partition mid-handshake) costs its own thread, never the accept loop."""
+
+    daemon_threads = True
+    context: ssl.SSLContext
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(_IO_TIMEOUT_S)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # refused in the handshake (foreign CA, no certificate) or cut off
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            tls.close()  # the wrapper owns the connection now (socketserver closes the raw one)
+
+
 class BlobServer:
     """Serves a :class:`BlobStore` to federation peers on ``host:port`` (a thread)."""
 
@@ -72,6 +95,8 @@ class BlobServer:
         host, port = address.rsplit(":", 1)
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = _IO_TIMEOUT_S
+
             def do_GET(self) -> None:
                 cert = self.connection.getpeercert(binary_form=True)
                 try:
@@ -93,9 +118,8 @@ class BlobServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # one line per fetch would drown the peer's log
 
-        self.server = ThreadingHTTPServer((host, int(port)), Handler)
-        ctx = _context(tls, ssl.Purpose.CLIENT_AUTH)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.server = _TlsServer((host, int(port)), Handler)
+        self.server.context = _context(tls, ssl.Purpose.CLIENT_AUTH)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def start(self) -> None:

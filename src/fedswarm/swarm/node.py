@@ -131,7 +131,7 @@ class PeerContext:
         for sha in shas:
             while sha not in out:
                 try:
-                    out[sha] = self._fetch_one(sha)
+                    out[sha] = self._fetch_one(sha, required)
                 except BlobError:
                     if not required:
                         break
@@ -140,20 +140,24 @@ class PeerContext:
                     time.sleep(_POLL_S * 10)
         return out
 
-    def _fetch_one(self, sha: str) -> bytes:
+    def _fetch_one(self, sha: str, required: bool) -> bytes:
         data = self.blobs.get(sha)
         if data is None:
-            data = fetch_blob(sha, self._sources(), self.tls, timeout=5)
+            data = fetch_blob(sha, self._sources(sha, required), self.tls, timeout=5)
             self.blobs.put(data)
         return data
 
-    def _sources(self) -> list[str]:
-        addresses = {
-            r.author: str(r.body["address"])
-            for r in self.ledger.records
-            if r.kind == Kind.MEMBERSHIP
-        }
-        return [a for n, a in sorted(addresses.items()) if n != self.signer.name and a]
+    def _sources(self, sha: str, required: bool) -> list[str]:
+        """Where to ask for ``sha``: its author first (it surely has it), then, if it is
+        required, every other peer (those that merged its round have it too)."""
+        records = self.ledger.records
+        address = {r.author: str(r.body["address"]) for r in records if r.kind == Kind.MEMBERSHIP}
+        authors = [
+            r.author for r in records if r.kind == Kind.CONTRIBUTION and r.body["blob"] == sha
+        ]
+        order = [*authors, *(sorted(address) if required else [])]
+        me = self.signer.name
+        return [address[n] for n in dict.fromkeys(order) if n != me and address.get(n)]
 
 
 def drive_round(ctx: PeerContext, round_: PeerRound) -> PeerRoundResult:
