@@ -263,6 +263,8 @@ def test_killing_the_consensus_leader_mid_round_loses_no_round(
 
     view = view_of(records)
     assert sorted(view.rounds) == [1, 2, 3, 4]
+    for rnd in (2, 3, 4):  # every survivor's contribution counts, the failover lost none
+        assert set(survivors) <= {r.author for r in view.round(rnd).counted()}
     committed_before = {
         r.digest for r in records if r.kind == Kind.CONTRIBUTION and r.body["round"] == 2
     }
