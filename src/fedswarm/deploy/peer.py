@@ -11,6 +11,7 @@ ledger (``ledger.jsonl``, for ``fedswarm ledger verify``) and the final model
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,8 +79,17 @@ def run_peer_process(config: RunConfig, opts: PeerOptions) -> ServerState:
         return _train(config, opts, tls, blobs)
     finally:
         server.close()
-        etcd.terminate()
+        _stop(etcd)
+
+
+def _stop(etcd: subprocess.Popen[bytes]) -> None:
+    """Stop the member: SIGTERM (it flushes its WAL), SIGKILL if it lingers (a loaded host)."""
+    etcd.terminate()
+    try:
         etcd.wait(10)
+    except subprocess.TimeoutExpired:
+        etcd.kill()
+        etcd.wait()
 
 
 def _train(config: RunConfig, opts: PeerOptions, tls: TlsFiles, blobs: BlobStore) -> ServerState:
