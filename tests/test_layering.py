@@ -45,6 +45,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "pytorch": {"run", "deploy", "simulation", "transport", "security", "cli"},
     "run": {"deploy", "transport.grpc", "security", "cli"},
     "deploy": {"cli"},
+    # swarm peers reuse the core's strategies and rounds; the run layer builds them
+    "swarm": {"run", "deploy", "simulation", "cli", "pytorch", "data.*"},
 }
 ALLOWED_DATA = {"data.arrays", "data.errors"}
 ANYONE_MAY_IMPORT = {"_lazy"}  # plumbing with no fedswarm imports of its own

@@ -122,12 +122,13 @@ def test_commands_on_a_directory_without_a_ca_say_so(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("role", "usage"),
     [
-        (Role.SERVER, ExtendedKeyUsageOID.SERVER_AUTH),
-        (Role.CLIENT, ExtendedKeyUsageOID.CLIENT_AUTH),
+        (Role.SERVER, [ExtendedKeyUsageOID.SERVER_AUTH]),
+        (Role.CLIENT, [ExtendedKeyUsageOID.CLIENT_AUTH]),
+        (Role.PEER, [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
     ],
 )
 def test_issued_certificate_verifies_and_names_the_node(
-    ca: CaPaths, role: Role, usage: x509.ObjectIdentifier
+    ca: CaPaths, role: Role, usage: list[x509.ObjectIdentifier]
 ) -> None:
     node = issue(ca.dir, "node-1.eu_west", role, days=30)
     assert node.key.parent == node.cert.parent == ca.dir / "nodes"
@@ -137,7 +138,7 @@ def test_issued_certificate_verifies_and_names_the_node(
     assert store.verify(node.cert.read_bytes()) == "node-1.eu_west"  # any role
     assert verify_peer(ca.dir, node.cert.read_bytes(), role) == "node-1.eu_west"
     cert = cert_of(node)
-    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [usage]
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == usage
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert dt.timedelta(days=30) <= lifetime <= dt.timedelta(days=30, minutes=10)

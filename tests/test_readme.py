@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from fedswarm.attacks.config import ATTACK_BY_KIND
 from fedswarm.run import config as cfg
 from fedswarm.run.aggregators import OPTIONS_BY_NAME
+from fedswarm.swarm.config import SwarmConfig
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -88,6 +89,7 @@ def _keys(model: type[BaseModel]) -> set[str]:
         cfg.StoreConfig,
         *dict.fromkeys(OPTIONS_BY_NAME.values()),
         *dict.fromkeys(ATTACK_BY_KIND.values()),
+        SwarmConfig,
     ],
     ids=str,
 )
@@ -96,6 +98,7 @@ def test_reference_documents_every_key(model: type[BaseModel]) -> None:
     nested = {
         "data", "model", "client", "strategy", "evaluation", "simulation", "deployment", "store",
         "aggregator", "attack",
+        "swarm",
     }  # fmt: skip
     missing = {k for k in _keys(model) - nested if f"`{k}`" not in reference}
     assert not missing, f"README config reference lacks {sorted(missing)}"

@@ -18,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from fedswarm.swarm.cli import ledger_app
+
 if TYPE_CHECKING:  # the CLI imports torch, sklearn and matplotlib only when a run starts
     from fedswarm.attacks.config import AttackConfig
     from fedswarm.reports import RoundReport
@@ -254,6 +256,35 @@ def _attack(kind: str, options: list[str]) -> AttackConfig:
 
 
 @app.command()
+def peer(
+    config_path: Annotated[Path, typer.Argument(help="Run config with a [swarm] table.")],
+    pki: Annotated[Path, typer.Option(help="Directory with ca.crt, ca.crl, nodes/NAME.key|crt")],
+    name: Annotated[str, typer.Option(help="This peer's certificate name (role peer).")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT (etcd client; PORT+1 etcd, +2 blobs).")],
+    peers: Annotated[str, typer.Option(help="The other peers' --listen, comma-separated.")],
+    data: Annotated[str, typer.Option(help="The client id of the config's dataset it trains.")],
+    out: Annotated[Path, typer.Option(help="Its folder: etcd data, blobs, ledger, model.")],
+) -> None:
+    """Be one peer of a swarm: no server; a replicated, signed ledger; local merges."""
+    from fedswarm.deploy.peer import PeerOptions, run_peer_process
+    from fedswarm.run.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise _fail("config error", exc, 2) from None
+    _deploy_logging()
+    others = [p for p in peers.split(",") if p]
+    try:
+        final = run_peer_process(config, PeerOptions(pki, name, listen, others, data, out))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise _fail("peer error", exc, 1) from None
+    console.print(f"{name}: round {final.round}, model {final.params.sha256()}")
+
+
+@app.command()
 def client(
     server: Annotated[str, typer.Option(help="The coordinator's HOST:PORT.")],
     pki: Annotated[Path, typer.Option(help="Directory with ca.crt and nodes/NAME.key|crt")],
@@ -319,6 +350,7 @@ ca_app = typer.Typer(
     help="Federation PKI: a CA and node certificates for mutual TLS.", no_args_is_help=True
 )
 app.add_typer(ca_app, name="ca")
+app.add_typer(ledger_app, name="ledger")
 
 CaDirOption = Annotated[
     Path, typer.Option("--dir", help="CA directory (made by `fedswarm ca init`).")
@@ -361,6 +393,7 @@ class NodeRole(enum.Enum):
 
     SERVER = "server"
     CLIENT = "client"
+    PEER = "peer"
 
 
 @ca_app.command("issue")
@@ -371,7 +404,7 @@ def ca_issue(
     days: DaysOption = 365,
     host: Annotated[
         list[str] | None,
-        typer.Option(help="Servers: another DNS name or IP clients dial (repeatable)."),
+        typer.Option(help="Servers, peers: another DNS name or IP they are dialled at."),
     ] = None,
 ) -> None:
     """Issue a node a key (0600) and a certificate signed by the CA, under DIR/nodes/."""

@@ -13,7 +13,7 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
 from pydantic import (
@@ -30,6 +30,7 @@ from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
 from fedswarm.run._frozen import Frozen as _Frozen
 from fedswarm.run.aggregators import AggregatorConfig, MeanOptions, check_aggregator
+from fedswarm.swarm.config import SwarmConfig
 from fedswarm.training import OptimizerKind, Precision
 
 __all__ = [
@@ -278,6 +279,7 @@ class RunConfig(_Frozen):
     simulation: SimulationConfig = SimulationConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     store: StoreConfig = StoreConfig()
+    swarm: SwarmConfig | None = None  # present: a swarm of peers instead of a server
     aggregator: AggregatorConfig = MeanOptions()  # options of strategy.aggregator
     attack: AttackConfig | None = None  # simulated Byzantine participants (a test tool)
 
@@ -339,6 +341,10 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
             continue
         field = model.model_fields.get(str(part))
         ann = field.annotation if field else None
+        # an optional table (``swarm: SwarmConfig | None``) lists its model's keys
+        ann = next(
+            (a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), ann
+        )
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             if str(part) not in _UNIONS:
                 return []

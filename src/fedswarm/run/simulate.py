@@ -39,6 +39,11 @@ def simulate(
         store.commit(progress.state, progress.report, progress.memories)
         on_round(progress.report)
 
-    final = exp.train(commit, resume=start)
+    if config.swarm is not None:
+        from fedswarm.run.swarm import train_swarm_experiment
+
+        final = train_swarm_experiment(exp, commit, start)
+    else:
+        final = exp.train(commit, resume=start)
     store.finish(final)
     return final

@@ -6,7 +6,8 @@ the PKI's vocabulary (:class:`Role`, :class:`Rejection` and the two errors), whi
 
 Keys are ECDSA P-256 with SHA-256 signatures. A node certificate carries its identity as the
 common name and its role twice, as the organizational unit and as the extended key usage
-(serverAuth or clientAuth); :func:`check_role` accepts a certificate only when they agree.
+(serverAuth, clientAuth, or both for a swarm peer);
+:func:`check_role` accepts a certificate only when they agree.
 """
 
 from __future__ import annotations
@@ -49,12 +50,15 @@ _BACKDATE = dt.timedelta(minutes=5)  # accept nodes whose clocks run a little be
 class Role(StrEnum):
     SERVER = "server"
     CLIENT = "client"
+    PEER = "peer"  # a swarm peer: it both serves (its ledger member, its blobs) and dials
 
 
 _USAGE = {
-    Role.SERVER: ExtendedKeyUsageOID.SERVER_AUTH,
-    Role.CLIENT: ExtendedKeyUsageOID.CLIENT_AUTH,
+    Role.SERVER: (ExtendedKeyUsageOID.SERVER_AUTH,),
+    Role.CLIENT: (ExtendedKeyUsageOID.CLIENT_AUTH,),
+    Role.PEER: (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
 }
+_DIALLED = (Role.SERVER, Role.PEER)  # roles whose certificates name the hosts they listen on
 
 
 class PkiError(Exception):
@@ -115,7 +119,7 @@ def check_role(peer: x509.Certificate, who: str, expected: Role | None) -> None:
         usage = peer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         usage = x509.ExtendedKeyUsage([])
-    if len(roles) != 1 or _USAGE[roles[0]] not in usage:
+    if len(roles) != 1 or any(u not in usage for u in _USAGE[roles[0]]):
         raise PeerRejected(Rejection.WRONG_ROLE, f"{who} carries no fedswarm role")
     if expected is not None and roles[0] is not expected:
         raise PeerRejected(
@@ -191,7 +195,7 @@ def node_certificate(
         _builder(subject, ca_cert.subject, public, now, days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([_USAGE[role]]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(_USAGE[role])), critical=False)
         .add_extension(_subject_alt_names(name, role, hosts), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
@@ -272,7 +276,7 @@ def _key_usage(
 
 def _subject_alt_names(name: str, role: Role, hosts: Sequence[str]) -> x509.SubjectAlternativeName:
     sans: list[x509.GeneralName] = [x509.DNSName(name)]
-    for host in ("localhost", "127.0.0.1", *hosts) if role is Role.SERVER else ():
+    for host in ("localhost", "127.0.0.1", *hosts) if role in _DIALLED else ():
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:

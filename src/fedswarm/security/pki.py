@@ -11,8 +11,9 @@ A CA directory (``fedswarm ca init pki``) holds::
 
 Keys are ECDSA P-256 with SHA-256 signatures: what gRPC's BoringSSL and Python's OpenSSL both
 accept for TLS 1.2 and 1.3. A node's identity is its certificate's common name; its role is
-the organizational unit (``server`` or ``client``), and the extended key usage agrees
-(serverAuth or clientAuth), so a client certificate cannot serve and a server's cannot dial.
+the organizational unit (``server``, ``client`` or ``peer``), and the extended key usage agrees
+(serverAuth, clientAuth, or both for a swarm peer, which serves and dials), so a client
+certificate cannot serve and a server's cannot dial.
 
 gRPC Python checks the chain during the handshake but cannot check a CRL, so a server calls
 :meth:`TrustStore.verify` on the peer certificate afterwards: pure, well under a millisecond.
@@ -80,15 +81,18 @@ def issue(
 ) -> NodePaths:
     """Issue ``name`` a key and certificate for ``role``, written to ``dir/nodes/``.
 
-    A server's certificate names ``name``, ``localhost`` and ``127.0.0.1`` plus any ``hosts``
+    A server's or peer's certificate names ``name``, ``localhost`` and ``127.0.0.1`` plus any
+    ``hosts``
     (DNS names or IP addresses it is dialled by); a client's names ``name``. A name that holds
     an unrevoked certificate is refused.
     """
     paths = CaPaths(Path(dir))
     _x509.check_name(name, "node name")
     _x509.check_days(days)
-    if hosts and role is not Role.SERVER:
-        raise PkiError("extra hosts are for server certificates; clients are not dialled")
+    if hosts and role is Role.CLIENT:
+        raise PkiError(
+            "extra hosts are for server certificates (and peers'); clients are not dialled"
+        )
     index = _ca_dir.load_index(paths)
     if (active := index.active(name)) is not None:
         raise PkiError(
