@@ -4,13 +4,14 @@ round run directly, and the plain modular sum the secure one must equal."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from fedswarm.client import ClientApp
 from fedswarm.driver import pump
-from fedswarm.messages import ClientId, FitIns, Stage
+from fedswarm.messages import ClientId, FitIns, Outcome, Stage
 from fedswarm.params import Params
 from fedswarm.presets import fedavg
 from fedswarm.sampling import UniformSampler
@@ -20,7 +21,7 @@ from fedswarm.secagg.simulation import StageDropouts, VectorClients
 from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.strategy import RunInfo, Strategy
 from fedswarm.training import LocalTraining
-from fedswarm.transport.base import Transport
+from fedswarm.transport.base import Fold, Request, Transport
 
 RUN = RunInfo("secagg-test", 0)
 
@@ -51,10 +52,31 @@ def _rest(i: FitIns) -> tuple:  # type: ignore[type-arg]
 
 
 def transport(
-    ids: Sequence[ClientId], make: Factory, drops: Mapping[Stage, set[ClientId]] | None = None
-) -> Transport:
-    inner = InMemoryTransport(list(ids), make, fail_fast=False, kinds=KINDS)
-    return StageDropouts(inner, dict(drops or {}))
+    ids: Sequence[ClientId],
+    make: Factory,
+    drops: Mapping[Stage, set[ClientId]] | None = None,
+    rounds: frozenset[int] | None = None,
+) -> StageDropouts:
+    inner = Recording(InMemoryTransport(list(ids), make, fail_fast=False, kinds=KINDS))
+    return StageDropouts(inner, dict(drops or {}), rounds)
+
+
+@dataclass
+class Recording:
+    """Keeps every outcome the coordinator received: its whole view of the participants."""
+
+    inner: Transport
+    seen: list[Outcome] = field(default_factory=list)
+
+    def available(self) -> Sequence[ClientId]:
+        return self.inner.available()
+
+    def exchange(
+        self, requests: Sequence[Request], *, timeout: float | None, fold: Fold | None = None
+    ) -> list[Outcome]:
+        out = self.inner.exchange(requests, timeout=timeout, fold=fold)
+        self.seen.extend(out)
+        return out
 
 
 def run_round(

@@ -30,6 +30,8 @@ from fedswarm.run.experiment import Experiment
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
 from fedswarm.sampling import UniformSampler
+from fedswarm.secagg import KINDS as SECAGG_KINDS
+from fedswarm.secagg import secagg_handlers
 from fedswarm.server_opt import AdaptiveRule
 from fedswarm.strategy import RunInfo, Strategy
 from fedswarm.training import LocalTraining
@@ -125,13 +127,15 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
     dataset = configured_dataset(spec)
     model_fn = model_factory(config.model, dataset)
     backend, note = _backend(config, model_fn)
+    secure = config.secure_aggregation
     clients = ConfiguredClients(
         spec,
         config.model,
         vectorized=backend is BackendKind.VECTORIZED,
         max_clients_per_chunk=config.simulation.max_clients_per_chunk,
+        handlers=tuple(secagg_handlers().items()) if secure else (),
     )
-    return Experiment(
+    experiment = Experiment(
         config=config,
         dataset=dataset,
         learner=TorchLearner(model_fn),
@@ -142,3 +146,6 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         backend=backend,
         notes=(note,) if note else (),
     )
+    if secure is None:
+        return experiment
+    return replace(experiment, fit_protocol=secure.round_protocol(), kinds=SECAGG_KINDS)

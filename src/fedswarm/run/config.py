@@ -27,6 +27,7 @@ from pydantic import (
 from fedswarm.aggregation import Weighting
 from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
+from fedswarm.secagg.config import SecureAggregationConfig
 from fedswarm.training import OptimizerKind
 
 __all__ = [
@@ -253,6 +254,16 @@ class RunConfig(_Frozen):
     simulation: SimulationConfig = SimulationConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     store: StoreConfig = StoreConfig()
+    secure_aggregation: SecureAggregationConfig | None = None
+
+    @model_validator(mode="after")
+    def _secure_aggregation_sums_only(self) -> RunConfig:
+        if self.secure_aggregation is not None and isinstance(self.strategy, ScaffoldConfig):
+            raise ValueError(
+                "[secure_aggregation] gives the coordinator only the sum of the updates, but "
+                "strategy.name = 'scaffold' needs each participant's control delta"
+            )
+        return self
 
     @model_validator(mode="after")
     def _scaffold_needs_plain_sgd(self) -> RunConfig:

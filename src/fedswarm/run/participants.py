@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from fedswarm.client import ClientApp
+from fedswarm.client import BUILTIN_HANDLERS, ClientApp, Handler
 from fedswarm.data.arrays import FederatedDataset
 from fedswarm.data.registry import DataSpec, load_dataset
 from fedswarm.entropy import SimulatedSecrets
@@ -56,6 +56,7 @@ class ConfiguredClients:
     model: ModelConfig
     vectorized: bool = False
     max_clients_per_chunk: int | None = None
+    handlers: tuple[tuple[type, Handler], ...] = ()  # a protocol's own, beside the built-ins
 
     def __call__(self, client_id: ClientId) -> ClientApp:
         dataset = configured_dataset(self.data)
@@ -63,4 +64,5 @@ class ConfiguredClients:
             self.data, self.model, self.vectorized, self.max_clients_per_chunk
         )
         secrets = SimulatedSecrets(self.data.seed, client_id)
-        return ClientApp(client_id, learner, dataset.client(client_id), secrets=secrets)
+        handlers = {**BUILTIN_HANDLERS, **dict(self.handlers)}
+        return ClientApp(client_id, learner, dataset.client(client_id), handlers, secrets)
