@@ -10,8 +10,8 @@ import numpy as np
 from fedswarm.messages import ClientId
 from fedswarm.secagg import _context as ctx
 from fedswarm.secagg._types import Aborted, RoundSetup
-from fedswarm.secagg.crypto.keys import agree, public_of
-from fedswarm.secagg.crypto.prg import expand_mask, word_dtype
+from fedswarm.secagg.crypto.keys import keypair_from_seed
+from fedswarm.secagg.crypto.prg import expand_mask, reduce_words, word_dtype
 from fedswarm.secagg.crypto.shamir import Share, combine
 from fedswarm.secagg.messages import UNMASK, AdvertiseRes, ShareKeysRes
 
@@ -39,7 +39,7 @@ def recover_sum(
     """The sum mod ``2**bits`` (words), or an ``Aborted`` naming whose secret is lost."""
     run_id, rnd, bits, t = setup.run_id, setup.round, setup.bits, setup.threshold
     dim = next(iter(masked.values())).size
-    acc = np.zeros(dim, np.uint64)
+    acc = np.zeros(dim, word_dtype(bits))  # wraps at a multiple of 2**bits: exact
     for i in sorted(survivors):
         seed = _secret(revealed.get(i), t)
         if seed is None or ctx.seed_commitment(run_id, rnd, i, seed) != dealt[i].seed_commitment:
@@ -48,17 +48,18 @@ def recover_sum(
         acc -= expand_mask(seed, dim, bits)
     for j in sorted(p for p in partners if partners[p]):
         key = _secret(revealed.get(j), t)
-        if key is None or public_of(key) != adverts[j].mask_key:
+        pair = keypair_from_seed(key) if key is not None else None
+        if pair is None or pair.public != adverts[j].mask_key:
             return Aborted(UNMASK, _lost(j, "mask key", revealed, t))
         for i in partners[j]:
             m = expand_mask(
-                agree(key, adverts[i].mask_key, ctx.mask_info(run_id, rnd, i, j)), dim, bits
+                pair.agree(adverts[i].mask_key, ctx.mask_info(run_id, rnd, i, j)), dim, bits
             )
             if i < j:  # i added +m: take it away
                 acc -= m
             else:
                 acc += m
-    return (acc & np.uint64((1 << bits) - 1)).astype(word_dtype(bits))
+    return reduce_words(acc, bits)
 
 
 def _lost(owner: ClientId, what: str, revealed: Mapping[ClientId, list[Share]], t: int) -> str:

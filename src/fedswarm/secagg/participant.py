@@ -19,8 +19,8 @@ from fedswarm.client import BUILTIN_HANDLERS, ClientApp, Handler, Session
 from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.secagg import _context as ctx
 from fedswarm.secagg.crypto.aead import InvalidShareError, open_share, seal_share
-from fedswarm.secagg.crypto.keys import KeyPair, agree, keypair_from_seed
-from fedswarm.secagg.crypto.prg import expand_mask, word_dtype
+from fedswarm.secagg.crypto.keys import KeyPair, keypair_from_seed
+from fedswarm.secagg.crypto.prg import expand_mask, reduce_words
 from fedswarm.secagg.crypto.shamir import SHARE_BYTES, randomness_bytes, split
 from fedswarm.secagg.graph import majority
 from fedswarm.secagg.messages import (
@@ -136,7 +136,7 @@ class _ShareKeys:
 def _seal(
     run_id: str, rnd: int, me: ClientId, st: _State, holder: ClientId, x: int, s: bytes, k: bytes
 ) -> EncryptedShare:
-    key = agree(st.enc.private, st.adverts[holder].enc_key, ctx.enc_info(run_id, rnd, me, holder))
+    key = st.enc.agree(st.adverts[holder].enc_key, ctx.enc_info(run_id, rnd, me, holder))
     plain = x.to_bytes(4, "big") + s + k
     ct = seal_share(key, plain, ctx.share_context(run_id, rnd, me, holder))
     digests = (
@@ -154,7 +154,7 @@ def _open(
     if sender is None:
         raise InvalidShareError("a share from a participant that is not my neighbour")
     rnd = ins.round
-    key = agree(st.enc.private, sender.enc_key, ctx.enc_info(ins.run_id, rnd, share.peer, me))
+    key = st.enc.agree(sender.enc_key, ctx.enc_info(ins.run_id, rnd, share.peer, me))
     plain = open_share(key, share.ciphertext, ctx.share_context(ins.run_id, rnd, share.peer, me))
     if len(plain) != _PLAIN_BYTES:
         raise InvalidShareError("a share of the wrong length")
@@ -199,17 +199,20 @@ def _mask(
     me: ClientId,
     bits: int,
 ) -> np.ndarray:
-    """``words + PRG(seed) + sum_j ±PRG(s_me,j)`` mod ``2**bits`` (+ towards larger ids)."""
-    acc = words.astype(np.uint64)
+    """``words + PRG(seed) + sum_j ±PRG(s_me,j)`` mod ``2**bits`` (+ towards larger ids).
+
+    In the word dtype throughout: it wraps at 2**32 or 2**64, which ``2**bits`` divides,
+    so one reduction at the end is exact."""
+    acc = words.copy()
     acc += expand_mask(st.seed, acc.size, bits)
     for p in partners:
-        pair = agree(st.mask.private, st.adverts[p].mask_key, ctx.mask_info(run_id, rnd, me, p))
+        pair = st.mask.agree(st.adverts[p].mask_key, ctx.mask_info(run_id, rnd, me, p))
         m = expand_mask(pair, acc.size, bits)
         if me < p:
             acc += m
         else:
             acc -= m
-    return (acc & np.uint64((1 << bits) - 1)).astype(word_dtype(bits))
+    return reduce_words(acc, bits)
 
 
 def _unmask(

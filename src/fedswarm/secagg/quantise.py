@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedswarm.aggregation import WeightedSum
-from fedswarm.secagg.crypto.prg import word_dtype
+from fedswarm.secagg.crypto.prg import reduce_words, word_dtype
 
 __all__ = ["Decoded", "Quantiser", "UpdateEncoding"]
 
@@ -58,16 +58,15 @@ class Quantiser:
 
     def quantise(self, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Clipped, scaled, stochastically rounded ``values`` mod ``2**bits``."""
-        x = np.clip(values.astype(np.float64), -self.clip_range, self.clip_range) * self.scale
-        low = np.floor(x)
-        units = low + (rng.random(x.shape) < (x - low))  # E[units] = x
-        return self.wrap(units.astype(np.int64))
+        x = np.clip(values.astype(np.float64), -self.clip_range, self.clip_range)
+        x *= self.scale
+        x += rng.random(x.shape)
+        np.floor(x, out=x)  # floor(x + U[0,1)) is x rounded up with probability frac(x)
+        return self.wrap(x.astype(np.int64))
 
     def wrap(self, signed: np.ndarray) -> np.ndarray:
-        """Signed integers as words mod ``2**bits``."""
-        return (signed.astype(np.int64).view(np.uint64) & np.uint64(self.modulus - 1)).astype(
-            word_dtype(self.bits)
-        )
+        """Signed integers as words mod ``2**bits`` (the cast keeps the low bits)."""
+        return reduce_words(signed.astype(np.int64).astype(word_dtype(self.bits)), self.bits)
 
     def signed(self, words: np.ndarray) -> np.ndarray:
         """Words mod ``2**bits`` read back as signed integers (int64)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -21,6 +21,12 @@ class KeyPair:
 
     private: bytes
     public: bytes
+    key: X25519PrivateKey = field(compare=False)  # parsed once: parsing costs as much as a DH
+
+    def agree(self, peer_public: bytes, info: bytes) -> bytes:
+        """:func:`agree` with this pair's private key."""
+        shared = self.key.exchange(X25519PublicKey.from_public_bytes(peer_public))
+        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(shared)
 
 
 def keypair_from_seed(seed: bytes) -> KeyPair:
@@ -28,7 +34,7 @@ def keypair_from_seed(seed: bytes) -> KeyPair:
     own :class:`~fedswarm.entropy.SecretSource`, so simulation replays)."""
     key = X25519PrivateKey.from_private_bytes(seed)
     private = key.private_bytes(_RAW, _RAW_PRIV, serialization.NoEncryption())
-    return KeyPair(private, key.public_key().public_bytes(_RAW, _RAW_PUB))
+    return KeyPair(private, key.public_key().public_bytes(_RAW, _RAW_PUB), key)
 
 
 def public_of(private: bytes) -> bytes:
@@ -42,7 +48,4 @@ def agree(private: bytes, peer_public: bytes, info: bytes) -> bytes:
 
     Raises ValueError for a malformed or low-order peer key.
     """
-    shared = X25519PrivateKey.from_private_bytes(private).exchange(
-        X25519PublicKey.from_public_bytes(peer_public)
-    )
-    return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(shared)
+    return keypair_from_seed(private).agree(peer_public, info)

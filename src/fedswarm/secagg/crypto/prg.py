@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["expand_mask", "word_dtype"]
+__all__ = ["expand_mask", "reduce_words", "word_dtype"]
 
 _NONCE = bytes(16)  # each seed is used for one mask only (derived per round and pair)
+_zeros = bytearray()  # the plaintext of the keystream, grown as needed and reused
 
 
 def word_dtype(bits: int) -> np.dtype[np.unsignedinteger]:
@@ -27,10 +28,20 @@ def expand_mask(seed: bytes, dim: int, bits: int) -> np.ndarray:
     """``(dim,)`` uniform integers in ``[0, 2**bits)`` of dtype :func:`word_dtype`."""
     if len(seed) != 32:
         raise ValueError(f"a mask seed is 32 bytes, got {len(seed)}")
+    global _zeros
     dtype = word_dtype(bits)
+    nbytes = dim * dtype.itemsize
+    if len(_zeros) < nbytes:
+        _zeros = bytearray(nbytes)
+    buf = np.empty(nbytes + 16, np.uint8)  # update_into wants a block's room to spare
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(_NONCE)).encryptor()
-    stream = encryptor.update(bytes(dim * dtype.itemsize)) + encryptor.finalize()
-    words = np.frombuffer(stream, dtype=dtype.newbyteorder("<")).astype(dtype)
-    if bits < 8 * dtype.itemsize:
-        words &= dtype.type((1 << bits) - 1)
+    encryptor.update_into(memoryview(_zeros)[:nbytes], buf.data)  # the keystream, in place
+    words = buf[:nbytes].view(dtype.newbyteorder("<")).astype(dtype, copy=False)
+    return reduce_words(words, bits)
+
+
+def reduce_words(words: np.ndarray, bits: int) -> np.ndarray:
+    """``words`` mod ``2**bits`` in place (a no-op for the dtype's full width)."""
+    if bits < 8 * words.dtype.itemsize:
+        words &= words.dtype.type((1 << bits) - 1)
     return words
