@@ -241,6 +241,8 @@ def client(
         tls_identity,
     )
     from fedswarm.run.config import ConfigError
+    from fedswarm.secagg import KINDS
+    from fedswarm.secagg.wire import secagg_codec
     from fedswarm.security.pki import Role
     from fedswarm.transport.grpc.client import ParticipantRefused, run_participant
 
@@ -248,7 +250,8 @@ def client(
     try:
         node = find_node(pki, Role.CLIENT, name)
         factory = participant_factory(name, data, own_process=True)
-        run_participant(server, tls_identity(node), factory)
+        # Any run's messages: the participant learns the run's protocol only once connected.
+        run_participant(server, tls_identity(node), factory, codec=secagg_codec(), kinds=KINDS)
     except ParticipantRefused as exc:
         raise _fail("refused by the coordinator", exc, 3) from None
     except (NodeSetupError, ConfigError, DatasetNotInstalledError, OSError) as exc:

@@ -27,7 +27,7 @@ from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
-from fedswarm.run.build import build_strategy, data_spec, round_policy
+from fedswarm.run.build import build_strategy, data_spec, protocol_parts, round_policy
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
@@ -138,6 +138,7 @@ class Coordinator:
                         state = run_rounds(
                             strategy, gate, state, rounds=cfg.rounds, run=run,
                             policy=round_policy(cfg), central_eval=central, on_round=commit,
+                            fit_protocol=protocol_parts(cfg).fit_protocol,
                         )  # fmt: skip
                     except QuorumError as err:  # nothing was committed: play it again
                         _log.warning("%s; playing the round again", err)
@@ -148,7 +149,7 @@ class Coordinator:
             transport.stop()
 
     def _transport(self, spec: RunSpec) -> GrpcServerTransport:
-        d = self.config.deployment
+        d, parts = self.config.deployment, protocol_parts(self.config)
         return GrpcServerTransport(
             tls_identity(self.node),
             peer_check(TrustStore.load(self.pki), Role.CLIENT),
@@ -156,6 +157,8 @@ class Coordinator:
             max_uploads=d.max_uploads,
             max_downloads=d.max_downloads,
             run=spec,
+            codec=parts.codec,
+            kinds=parts.kinds,
         )
 
     def _gate(self, transport: GrpcServerTransport) -> _Gate:

@@ -18,11 +18,11 @@ import numpy as np
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from fedswarm.client import ClientApp
+from fedswarm.client import BUILTIN_HANDLERS, ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import set_torch_settings
-from fedswarm.run.build import data_spec
+from fedswarm.run.build import data_spec, protocol_parts
 from fedswarm.run.config import loads_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
@@ -134,7 +134,9 @@ def participant_factory(name: str, data: str, *, own_process: bool = False) -> A
             local = own
         schema = _Schema(spec.data_name, spec.input_shape, spec.num_classes)
         _check_fits(data, local, schema)
-        return ClientApp(name, TorchLearner(model_factory(config.model, schema)), local)
+        learner = TorchLearner(model_factory(config.model, schema))
+        handlers = {**BUILTIN_HANDLERS, **dict(protocol_parts(config).handlers)}
+        return ClientApp(name, learner, local, handlers)
 
     return build
 

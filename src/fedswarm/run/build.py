@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import assert_never
 
 from torch import nn
 
+from fedswarm.client import Handler
 from fedswarm.data.partition import PartitionSpec
 from fedswarm.data.registry import DataSpec
-from fedswarm.driver import RoundPolicy
+from fedswarm.driver import FitProtocol, RoundPolicy
+from fedswarm.kinds import BUILTIN_KINDS, MessageKinds
 from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
+from fedswarm.rounds import fit_round
 from fedswarm.run.config import (
     BackendKind,
     DataConfig,
@@ -32,12 +35,41 @@ from fedswarm.run.participants import ConfiguredClients, configured_dataset
 from fedswarm.sampling import UniformSampler
 from fedswarm.secagg import KINDS as SECAGG_KINDS
 from fedswarm.secagg import secagg_handlers
+from fedswarm.secagg.wire import secagg_codec
 from fedswarm.server_opt import AdaptiveRule
 from fedswarm.strategy import RunInfo, Strategy
 from fedswarm.training import LocalTraining
 from fedswarm.transforms import ClipNorm
+from fedswarm.wire import Codec
 
-__all__ = ["build", "build_strategy", "data_spec", "round_policy"]
+__all__ = [
+    "ProtocolParts",
+    "build",
+    "build_strategy",
+    "data_spec",
+    "protocol_parts",
+    "round_policy",
+]
+
+
+@dataclass(frozen=True)
+class ProtocolParts:
+    """How a config's fit rounds run, the same in simulation and deployment: the round
+    protocol, its message kinds and codec, and the participants' extra handlers."""
+
+    fit_protocol: FitProtocol = fit_round
+    kinds: MessageKinds = BUILTIN_KINDS
+    handlers: tuple[tuple[type, Handler], ...] = ()
+    codec: Codec | None = None  # None: the default codec
+
+
+def protocol_parts(config: RunConfig) -> ProtocolParts:
+    """Plain fit rounds, or ``[secure_aggregation]``'s."""
+    secure = config.secure_aggregation
+    if secure is None:
+        return ProtocolParts()
+    handlers = tuple(secagg_handlers().items())
+    return ProtocolParts(secure.round_protocol(), SECAGG_KINDS, handlers, secagg_codec())
 
 
 def build_strategy(config: RunConfig) -> Strategy:
@@ -127,15 +159,15 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
     dataset = configured_dataset(spec)
     model_fn = model_factory(config.model, dataset)
     backend, note = _backend(config, model_fn)
-    secure = config.secure_aggregation
+    parts = protocol_parts(config)
     clients = ConfiguredClients(
         spec,
         config.model,
         vectorized=backend is BackendKind.VECTORIZED,
         max_clients_per_chunk=config.simulation.max_clients_per_chunk,
-        handlers=tuple(secagg_handlers().items()) if secure else (),
+        handlers=parts.handlers,
     )
-    experiment = Experiment(
+    return Experiment(
         config=config,
         dataset=dataset,
         learner=TorchLearner(model_fn),
@@ -145,7 +177,6 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         clients=clients,
         backend=backend,
         notes=(note,) if note else (),
+        fit_protocol=parts.fit_protocol,
+        kinds=parts.kinds,
     )
-    if secure is None:
-        return experiment
-    return replace(experiment, fit_protocol=secure.round_protocol(), kinds=SECAGG_KINDS)
