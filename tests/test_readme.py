@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from fedswarm.run import config as cfg
+from fedswarm.secagg.config import SecureAggregationConfig
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -82,12 +83,14 @@ def _keys(model: type[BaseModel]) -> set[str]:
         cfg.SimulationConfig,
         cfg.DeploymentConfig,
         cfg.StoreConfig,
+        SecureAggregationConfig,
     ],
 )
 def test_reference_documents_every_key(model: type[BaseModel]) -> None:
     reference = README.read_text().split("## Config reference", 1)[1]
     nested = {
         "data", "model", "client", "strategy", "evaluation", "simulation", "deployment", "store",
+        "secure_aggregation",
     }  # fmt: skip
     missing = {k for k in _keys(model) - nested if f"`{k}`" not in reference}
     assert not missing, f"README config reference lacks {sorted(missing)}"
