@@ -149,6 +149,7 @@ def _rounds(args: argparse.Namespace, secure: bool) -> dict[str, Any]:
                 cpu[stage][who] += s / args.rounds
     out: dict[str, Any] = {
         "round_seconds": seconds,
+        "round_cpu_seconds": cpu_seconds,
         "completed_rounds": completed,
         "aborts": aborts,
     }

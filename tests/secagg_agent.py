@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedswarm.client import ClientApp
-from fedswarm.deploy.node import find_node, participant_factory, tls_identity
+from fedswarm.deploy.node import find_node, node_binding, participant_factory, tls_identity
 from fedswarm.secagg import KINDS
 from fedswarm.secagg.messages import MaskedInputIns
 from fedswarm.secagg.wire import secagg_codec
@@ -30,13 +30,13 @@ def _die(*args: Any) -> Any:
 
 
 def main(server: str, pki: Path, name: str, quit_: bool) -> None:
-    factory = participant_factory(name, "partition", own_process=True)
+    node = find_node(pki, Role.CLIENT, name)
+    factory = participant_factory(name, "partition", own_process=True, binding=node_binding(node))
 
     def build(spec: RunSpec) -> ClientApp:
         app = factory(spec)
         return replace(app, handlers={**app.handlers, MaskedInputIns: _die}) if quit_ else app
 
-    node = find_node(pki, Role.CLIENT, name)
     run_participant(server, tls_identity(node), build, codec=secagg_codec(), kinds=KINDS)
 
 

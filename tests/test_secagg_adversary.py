@@ -156,9 +156,9 @@ def test_a_holder_revealing_a_wrong_share_is_refused_and_its_input_still_counts(
 def _signing_apps() -> tuple[dict[str, ClientApp], KeyBinding]:
     keys = {c: Ed25519PrivateKey.generate() for c in IDS[:3]}
 
-    def verify(cid: str, data: bytes, sig: bytes) -> bool:
+    def verify(advert: AdvertiseRes, data: bytes) -> bool:
         try:
-            keys[cid].public_key().verify(sig, data)
+            keys[advert.client_id].public_key().verify(advert.signature, data)
         except (InvalidSignature, KeyError):
             return False
         return True

@@ -1,25 +1,50 @@
 """SecAgg+ across processes: ``fedswarm server`` and five participant processes on loopback
 over mutual TLS, one killed after sharing its keys. The round completes without it, and the
 final model equals the simulation of the same seed and dropout pattern (within the
-quantisation bound: deployed participants round with their own OS randomness)."""
+quantisation bound: deployed participants round with their own OS randomness). Advertised
+keys are signed with node keys and checked against the federation's CA."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from fedswarm.deploy.node import member_check, node_binding
 from fedswarm.driver import run_rounds
 from fedswarm.run.build import build
 from fedswarm.run.config import loads_config
-from fedswarm.secagg.messages import MASKED_INPUT
+from fedswarm.secagg._context import advert_bytes
+from fedswarm.secagg.messages import MASKED_INPUT, AdvertiseRes
 from fedswarm.secagg.simulation import StageDropouts
 from fedswarm.security.pki import Role, init_ca, issue
 from test_deploy import Fleet, _free_port
+
+
+def test_node_keys_bind_advertised_keys_to_their_owner(tmp_path: Path) -> None:
+    init_ca(tmp_path / "ca")
+    other = tmp_path / "other"
+    init_ca(other)
+    nodes = {n: issue(tmp_path / "ca", n, Role.CLIENT) for n in ("a", "b")}
+    stranger = issue(other, "a", Role.CLIENT)  # "a" too, from another CA
+    check = member_check(tmp_path / "ca" / "ca.crt")
+    a, b, s = node_binding(nodes["a"]), node_binding(nodes["b"]), node_binding(stranger)
+    keys = (b"e" * 32, b"m" * 32)
+    data = advert_bytes("run", 1, "a", *keys)
+    good = AdvertiseRes("a", 1, *keys, a.sign(data), a.certificate)
+    assert check(good, data)
+    swapped = advert_bytes("run", 1, "a", b"x" * 32, keys[1])  # the coordinator's own key
+    assert not check(good, swapped)
+    assert not check(replace(good, client_id="b"), advert_bytes("run", 1, "b", *keys))
+    assert not check(replace(good, signature=b.sign(data), certificate=b.certificate), data)
+    assert not check(replace(good, signature=s.sign(data), certificate=s.certificate), data)
+    assert not check(replace(good, certificate=b"not a certificate"), data)
+
 
 AGENT = Path(__file__).with_name("secagg_agent.py")
 NAMES = ("00000", "00001", "00002", "00003", "00004")

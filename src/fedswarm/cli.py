@@ -237,6 +237,7 @@ def client(
     from fedswarm.deploy.node import (
         NodeSetupError,
         find_node,
+        node_binding,
         participant_factory,
         tls_identity,
     )
@@ -249,7 +250,7 @@ def client(
     _deploy_logging()
     try:
         node = find_node(pki, Role.CLIENT, name)
-        factory = participant_factory(name, data, own_process=True)
+        factory = participant_factory(name, data, own_process=True, binding=node_binding(node))
         # Any run's messages: the participant learns the run's protocol only once connected.
         run_participant(server, tls_identity(node), factory, codec=secagg_codec(), kinds=KINDS)
     except ParticipantRefused as exc:

@@ -20,14 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedswarm.deploy.node import peer_check, tls_identity
+from fedswarm.deploy.node import member_check, peer_check, tls_identity
 from fedswarm.driver import run_rounds
 from fedswarm.messages import ClientId, Outcome
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
-from fedswarm.run.build import build_strategy, data_spec, protocol_parts, round_policy
+from fedswarm.run.build import (
+    ProtocolParts,
+    build_strategy,
+    data_spec,
+    protocol_parts,
+    round_policy,
+)
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
@@ -138,7 +144,7 @@ class Coordinator:
                         state = run_rounds(
                             strategy, gate, state, rounds=cfg.rounds, run=run,
                             policy=round_policy(cfg), central_eval=central, on_round=commit,
-                            fit_protocol=protocol_parts(cfg).fit_protocol,
+                            fit_protocol=self._parts().fit_protocol,
                         )  # fmt: skip
                     except QuorumError as err:  # nothing was committed: play it again
                         _log.warning("%s; playing the round again", err)
@@ -148,8 +154,12 @@ class Coordinator:
         finally:
             transport.stop()
 
+    def _parts(self) -> ProtocolParts:
+        """The config's round protocol; secure aggregation's keys checked against the CA."""
+        return protocol_parts(self.config, verify=member_check(self.pki / "ca.crt"))
+
     def _transport(self, spec: RunSpec) -> GrpcServerTransport:
-        d, parts = self.config.deployment, protocol_parts(self.config)
+        d, parts = self.config.deployment, self._parts()
         return GrpcServerTransport(
             tls_identity(self.node),
             peer_check(TrustStore.load(self.pki), Role.CLIENT),

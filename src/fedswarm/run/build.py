@@ -34,7 +34,8 @@ from fedswarm.run.models import model_factory
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
 from fedswarm.sampling import UniformSampler
 from fedswarm.secagg import KINDS as SECAGG_KINDS
-from fedswarm.secagg import secagg_handlers
+from fedswarm.secagg import KeyBinding, secagg_handlers
+from fedswarm.secagg._types import Verify
 from fedswarm.secagg.wire import secagg_codec
 from fedswarm.server_opt import AdaptiveRule
 from fedswarm.strategy import RunInfo, Strategy
@@ -63,13 +64,16 @@ class ProtocolParts:
     codec: Codec | None = None  # None: the default codec
 
 
-def protocol_parts(config: RunConfig) -> ProtocolParts:
-    """Plain fit rounds, or ``[secure_aggregation]``'s."""
+def protocol_parts(
+    config: RunConfig, *, binding: KeyBinding | None = None, verify: Verify | None = None
+) -> ProtocolParts:
+    """Plain fit rounds, or ``[secure_aggregation]``'s; in deployment ``binding`` signs a
+    participant's keys and checks its neighbours', ``verify`` is the coordinator's check."""
     secure = config.secure_aggregation
     if secure is None:
         return ProtocolParts()
-    handlers = tuple(secagg_handlers().items())
-    return ProtocolParts(secure.round_protocol(), SECAGG_KINDS, handlers, secagg_codec())
+    handlers = tuple(secagg_handlers(binding).items())
+    return ProtocolParts(secure.round_protocol(verify), SECAGG_KINDS, handlers, secagg_codec())
 
 
 def build_strategy(config: RunConfig) -> Strategy:

@@ -4,13 +4,13 @@ here or in the participants' own checks, never silently in the sum."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from fedswarm.messages import ClientId, Failure, Outcome, Refusal
 from fedswarm.secagg import _context as ctx
-from fedswarm.secagg._types import RoundSetup
+from fedswarm.secagg._types import RoundSetup, Verify
 from fedswarm.secagg.crypto.prg import word_dtype
 from fedswarm.secagg.crypto.shamir import SHARE_BYTES, Share
 from fedswarm.secagg.messages import (
@@ -42,14 +42,14 @@ def adverts(
     asked: set[ClientId],
     run_id: str,
     rnd: int,
-    verify: Callable[[ClientId, bytes, bytes], bool] | None,
+    verify: Verify | None,
 ) -> dict[ClientId, AdvertiseRes]:
     out = {}
     for a in _firsts(outcomes, AdvertiseRes, asked, rnd):
         if len(a.enc_key) != 32 or len(a.mask_key) != 32 or a.enc_key == a.mask_key:
             continue
         data = ctx.advert_bytes(run_id, rnd, a.client_id, a.enc_key, a.mask_key)
-        if verify is None or verify(a.client_id, data, a.signature):
+        if verify is None or verify(a, data):
             out[a.client_id] = a
     return out
 

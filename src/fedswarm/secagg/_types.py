@@ -6,10 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fedswarm.messages import ClientId, Stage
+from fedswarm.secagg.messages import AdvertiseRes
 
 __all__ = ["Aborted", "RoundSetup", "Verify"]
 
-Verify = Callable[[ClientId, bytes, bytes], bool]
+Verify = Callable[[AdvertiseRes, bytes], bool]
+"""Whether the advert's sender signed these bytes (see ``participant.KeyBinding``)."""
 
 
 @dataclass(frozen=True)

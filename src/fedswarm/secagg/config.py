@@ -19,6 +19,7 @@ import enum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fedswarm.secagg._types import Verify
 from fedswarm.secagg.fit_round import SecureFitRound, SecureSettings
 
 __all__ = ["SecAggProtocol", "SecureAggregationConfig"]
@@ -68,5 +69,6 @@ class SecureAggregationConfig(BaseModel):
             weight_bound=self.weight_bound,
         )
 
-    def round_protocol(self) -> SecureFitRound:
-        return SecureFitRound(self.settings())
+    def round_protocol(self, verify: Verify | None = None) -> SecureFitRound:
+        """The fit round; ``verify`` checks advertised keys' signatures (deployment)."""
+        return SecureFitRound(self.settings(), verify)

@@ -49,13 +49,15 @@ class AdvertiseIns:
 @dataclass(frozen=True)
 class AdvertiseRes:
     """``enc_key`` encrypts shares to this participant; ``mask_key`` agrees pairwise masks;
-    ``signature`` binds both to the sender's identity (empty where nothing signs)."""
+    ``signature`` binds both to the sender's identity, which ``certificate`` proves in
+    deployment (its node certificate, PEM); both empty where nothing signs."""
 
     client_id: ClientId
     round: int
     enc_key: bytes
     mask_key: bytes
     signature: bytes = b""
+    certificate: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -51,11 +51,13 @@ class SecAggProtocolError(RuntimeError):
 class KeyBinding:
     """Signs this participant's advertised keys and checks its neighbours'.
 
-    ``verify(client_id, data, signature)`` says whether ``client_id`` signed ``data``.
+    ``verify(advert, data)`` says whether ``advert.client_id`` signed ``data`` (with the key
+    of ``advert.certificate`` in deployment); ``certificate`` is this participant's own.
     """
 
     sign: Callable[[bytes], bytes]
-    verify: Callable[[ClientId, bytes, bytes], bool]
+    verify: Callable[[AdvertiseRes, bytes], bool]
+    certificate: bytes = b""
 
 
 @dataclass(eq=False)
@@ -88,7 +90,8 @@ class _Advertise:
         session.values[_KEY] = _State(enc, mask)
         signed = ctx.advert_bytes(ins.run_id, ins.round, app.client_id, enc.public, mask.public)
         sig = self.binding.sign(signed) if self.binding else b""
-        return AdvertiseRes(app.client_id, ins.round, enc.public, mask.public, sig), memory
+        cert = self.binding.certificate if self.binding else b""
+        return AdvertiseRes(app.client_id, ins.round, enc.public, mask.public, sig, cert), memory
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ class _ShareKeys:
             )
         for a in ins.neighbours if self.binding else ():
             data = ctx.advert_bytes(ins.run_id, ins.round, a.client_id, a.enc_key, a.mask_key)
-            if not self.binding.verify(a.client_id, data, a.signature):  # type: ignore[union-attr]
+            if not self.binding.verify(a, data):  # type: ignore[union-attr]
                 raise SecAggProtocolError(f"the keys of {a.client_id!r} are not signed by it")
 
 

@@ -38,7 +38,7 @@ from fedswarm.wire import (
 
 __all__ = ["register", "secagg_codec"]
 
-_KEY, _DIGEST, _SIG = 32, 32, 512
+_KEY, _DIGEST, _SIG, _CERT = 32, 32, 512, 16384
 _CT = 4 + 2 * SHARE_BYTES + 16
 
 
@@ -62,14 +62,14 @@ def _put_advert(a: AdvertiseRes, t: TensorWriter, p: str) -> Header:
     t.blob(f"{p}enc", a.enc_key)
     t.blob(f"{p}mask", a.mask_key)
     t.blob(f"{p}sig", a.signature)
+    t.blob(f"{p}cert", a.certificate)
     return {"client_id": a.client_id, "round": a.round}
 
 
 def _get_advert(h: Fields, t: TensorReader, p: str) -> AdvertiseRes:
     enc, mask = t.blob(f"{p}enc", max_len=_KEY), t.blob(f"{p}mask", max_len=_KEY)
-    return AdvertiseRes(
-        h.text("client_id"), h.integer("round"), enc, mask, t.blob(f"{p}sig", max_len=_SIG)
-    )
+    sig, cert = t.blob(f"{p}sig", max_len=_SIG), t.blob(f"{p}cert", max_len=_CERT)
+    return AdvertiseRes(h.text("client_id"), h.integer("round"), enc, mask, sig, cert)
 
 
 def _w_advertise_res(m: AdvertiseRes, t: TensorWriter, c: Codec) -> Header:
