@@ -75,8 +75,11 @@ class SecureFitRound:
         min_replies: int = 1,
     ) -> RoundProtocol:
         if strategy.accumulator(state.params.dim) is None:
+            what = getattr(strategy, "aggregator", strategy)  # only to name it
             raise ValueError(
-                "secure aggregation needs a streaming aggregator: it sees only the sum"
+                f"[secure_aggregation] gives the coordinator only the sum of the updates, but "
+                f"the aggregator {what!r} needs each one: secure aggregation needs a streaming "
+                "aggregator (the weighted mean)"
             )
         fits = strategy.configure_fit(state, available, run)
         rnd = state.round + 1
