@@ -18,9 +18,8 @@ __all__ = [
 
 
 def _join(*parts: object) -> bytes:
-    # lengths first, so no two different tuples join to the same bytes
-    texts = [str(p).encode() for p in parts]
-    return b"|".join(str(len(t)).encode() + b":" + t for t in texts)
+    # lengths first (in characters of the text), so no two tuples join to the same bytes
+    return "|".join(f"{len(t)}:{t}" for t in map(str, parts)).encode()
 
 
 def advert_bytes(run_id: str, rnd: int, cid: ClientId, enc_key: bytes, mask_key: bytes) -> bytes:

@@ -19,7 +19,7 @@ from fedswarm.client import BUILTIN_HANDLERS, ClientApp, Handler, Session
 from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.secagg import _context as ctx
 from fedswarm.secagg.crypto.aead import InvalidShareError, open_share, seal_share
-from fedswarm.secagg.crypto.keys import KeyPair, keypair_from_seed
+from fedswarm.secagg.crypto.keys import KeyPair, expand, keypair_from_seed
 from fedswarm.secagg.crypto.prg import expand_mask, reduce_words
 from fedswarm.secagg.crypto.shamir import SHARE_BYTES, randomness_bytes, split
 from fedswarm.secagg.graph import majority
@@ -68,6 +68,15 @@ class _State:
     threshold: int = 0
     seed: bytes = b""
     held: dict[ClientId, tuple[int, bytes, bytes]] = field(default_factory=dict)
+    # raw X25519 secrets of the encryption key with each neighbour: both directions' keys
+    # derive from one (an exchange costs as much as everything else a share needs)
+    shared: dict[ClientId, bytes] = field(default_factory=dict)
+
+    def enc_key(self, peer: ClientId, info: bytes) -> bytes:
+        if peer not in self.shared:
+            self.shared[peer] = self.enc.exchange(self.adverts[peer].enc_key)
+        return expand(self.shared[peer], info)
+
     unmasked: bool = False
 
 
@@ -139,7 +148,7 @@ class _ShareKeys:
 def _seal(
     run_id: str, rnd: int, me: ClientId, st: _State, holder: ClientId, x: int, s: bytes, k: bytes
 ) -> EncryptedShare:
-    key = st.enc.agree(st.adverts[holder].enc_key, ctx.enc_info(run_id, rnd, me, holder))
+    key = st.enc_key(holder, ctx.enc_info(run_id, rnd, me, holder))
     plain = x.to_bytes(4, "big") + s + k
     ct = seal_share(key, plain, ctx.share_context(run_id, rnd, me, holder))
     digests = (
@@ -157,7 +166,7 @@ def _open(
     if sender is None:
         raise InvalidShareError("a share from a participant that is not my neighbour")
     rnd = ins.round
-    key = st.enc.agree(sender.enc_key, ctx.enc_info(ins.run_id, rnd, share.peer, me))
+    key = st.enc_key(share.peer, ctx.enc_info(ins.run_id, rnd, share.peer, me))
     plain = open_share(key, share.ciphertext, ctx.share_context(ins.run_id, rnd, share.peer, me))
     if len(plain) != _PLAIN_BYTES:
         raise InvalidShareError("a share of the wrong length")

@@ -59,6 +59,10 @@ class Quantiser:
     def quantise(self, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Clipped, scaled, stochastically rounded ``values`` mod ``2**bits``."""
         x = np.clip(values.astype(np.float64), -self.clip_range, self.clip_range)
+        return self.round_inplace(x, rng)
+
+    def round_inplace(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """:meth:`quantise` of float64 ``x`` already within the range, using ``x`` as scratch."""
         x *= self.scale
         x += rng.random(x.shape)
         np.floor(x, out=x)  # floor(x + U[0,1)) is x rounded up with probability frac(x)
@@ -115,10 +119,11 @@ class UpdateEncoding:
         e = min(max(int(examples), 0), self.weight_bound)
         a = e / self.weight_bound
         c = self.quantiser.clip_range
-        loss_value = a * min(max(float(loss), 0.0), self.loss_cap) * c / self.loss_cap
-        clipped = np.clip(update.astype(np.float64), -c, c)
-        values = np.concatenate([a * clipped, [loss_value]])
-        words = self.quantiser.quantise(values, rng)
+        values = np.empty(update.size + 1, np.float64)  # the update's words, then the loss's
+        np.clip(update, -c, c, out=values[:-1])
+        values[:-1] *= a
+        values[-1] = a * min(max(float(loss), 0.0), self.loss_cap) * c / self.loss_cap
+        words = self.quantiser.round_inplace(values, rng)
         return np.concatenate([words, self.quantiser.wrap(np.array([e]))])
 
     def decode(self, words: np.ndarray, count: int) -> Decoded:

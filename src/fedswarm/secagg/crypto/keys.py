@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["KeyPair", "agree", "keypair_from_seed", "public_of"]
+__all__ = ["KeyPair", "agree", "expand", "keypair_from_seed", "public_of"]
 
 _RAW = serialization.Encoding.Raw
 _RAW_PUB = serialization.PublicFormat.Raw
@@ -25,8 +25,17 @@ class KeyPair:
 
     def agree(self, peer_public: bytes, info: bytes) -> bytes:
         """:func:`agree` with this pair's private key."""
-        shared = self.key.exchange(X25519PublicKey.from_public_bytes(peer_public))
-        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(shared)
+        return expand(self.exchange(peer_public), info)
+
+    def exchange(self, peer_public: bytes) -> bytes:
+        """The raw X25519 secret with a peer: never a key itself (see :func:`expand`); worth
+        keeping when several keys derive from it."""
+        return self.key.exchange(X25519PublicKey.from_public_bytes(peer_public))
+
+
+def expand(shared: bytes, info: bytes) -> bytes:
+    """A 32-byte key for one purpose (``info``) from a raw X25519 secret (HKDF-SHA256)."""
+    return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(shared)
 
 
 def keypair_from_seed(seed: bytes) -> KeyPair:
