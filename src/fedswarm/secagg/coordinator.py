@@ -129,37 +129,35 @@ def _forwarded(r: _Round, to: ClientId, live: set[ClientId]) -> tuple[EncryptedS
     return tuple(out)
 
 
+def _good_dealers(
+    r: _Round, masked: set[ClientId], reported: dict[ClientId, set[ClientId]]
+) -> set[ClientId]:
+    """Who sent a masked input and dealt shares every neighbour could open and check; the
+    others are left out as refused (their masks are then removed like a dropout's)."""
+    bad = {sender for senders in reported.values() for sender in senders}
+    for c in sorted(bad & masked):
+        why = "neighbours could not open or check the shares it dealt"
+        r.failures.append(Failure.refused(c, r.setup.round, MASKED_INPUT, Refusal.MALFORMED, why))
+    return masked - bad
+
+
 def _mask_and_unmask(
     r: _Round, fits: Sequence[tuple[ClientId, FitIns]], live: set[ClientId], asked: int
 ) -> Generator[Exchange, Sequence[Outcome], SecureSum]:
-    s, by_id = r.setup, dict(fits)
-    n = len(live)
+    s, by_id, n = r.setup, dict(fits), len(live)
     encoding = UpdateEncoding(Quantiser(s.bits, s.clip_range, n), s.weight_bound)
     requests = tuple(
-        (
-            c,
-            MaskedInputIns(
-                s.run_id,
-                s.round,
-                by_id[c],
-                s.bits,
-                s.clip_range,
-                n,
-                s.weight_bound,
-                _forwarded(r, c, live),
-            ),
-        )
+        (c, MaskedInputIns(
+            s.run_id, s.round, by_id[c], s.bits, s.clip_range, n, s.weight_bound,
+            _forwarded(r, c, live),
+        ))
         for c in sorted(live)
-    )
+    )  # fmt: skip
     outcomes = yield Exchange(MASKED_INPUT, requests)
     dim = by_id[next(iter(live))].params.dim + 2
     masked, reported = check.masked(outcomes, live, s.round, s.bits, dim)
     r.fail(outcomes, set(masked), MASKED_INPUT)
-    bad = {sender for senders in reported.values() for sender in senders}
-    for c in sorted(bad & set(masked)):
-        why = "neighbours could not open or check the shares it dealt"
-        r.failures.append(Failure.refused(c, s.round, MASKED_INPUT, Refusal.MALFORMED, why))
-    survivors = set(masked) - bad
+    survivors = _good_dealers(r, set(masked), reported)
     if aborted := r.enough(survivors, MASKED_INPUT, asked, len(survivors)):
         return r.result(aborted)
     dropped = live - survivors
