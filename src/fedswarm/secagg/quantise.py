@@ -81,16 +81,6 @@ class Quantiser:
         return self.signed(words) / self.scale
 
 
-def add_mod(acc: np.ndarray, words: np.ndarray, bits: int, sign: int = 1) -> np.ndarray:
-    """``acc ± words`` mod ``2**bits`` in place on a uint64 accumulator (wraps at 2**64, which
-    ``2**bits`` divides, so reducing once at the end is exact)."""
-    if sign > 0:
-        np.add(acc, words, out=acc, casting="unsafe")
-    else:
-        np.subtract(acc, words, out=acc, casting="unsafe")
-    return acc
-
-
 @dataclass(frozen=True)
 class Decoded:
     summed: WeightedSum  # sum of e_k * clip(update_k) and sum of e_k
