@@ -42,6 +42,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "security": {"*"},  # only itself and third-party code
     "data": {"*"},
     "simulation": {"run", "deploy", "transport.grpc", "security", "cli"},
+    "secagg": {"run", "deploy", "transport.grpc", "simulation", "security", "cli", "pytorch"},
     "pytorch": {"run", "deploy", "simulation", "transport", "security", "cli"},
     "run": {"deploy", "transport.grpc", "security", "cli"},
     "deploy": {"cli"},

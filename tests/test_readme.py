@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from fedswarm.attacks.config import ATTACK_BY_KIND
 from fedswarm.run import config as cfg
 from fedswarm.run.aggregators import OPTIONS_BY_NAME
+from fedswarm.secagg.config import SecureAggregationConfig
 from fedswarm.swarm.config import SwarmConfig
 
 README = Path(__file__).parent.parent / "README.md"
@@ -90,6 +91,7 @@ def _keys(model: type[BaseModel]) -> set[str]:
         *dict.fromkeys(OPTIONS_BY_NAME.values()),
         *dict.fromkeys(ATTACK_BY_KIND.values()),
         SwarmConfig,
+        SecureAggregationConfig,
     ],
     ids=str,
 )
@@ -99,6 +101,7 @@ def test_reference_documents_every_key(model: type[BaseModel]) -> None:
         "data", "model", "client", "strategy", "evaluation", "simulation", "deployment", "store",
         "aggregator", "attack",
         "swarm",
+        "secure_aggregation",
     }  # fmt: skip
     missing = {k for k in _keys(model) - nested if f"`{k}`" not in reference}
     assert not missing, f"README config reference lacks {sorted(missing)}"

@@ -318,10 +318,13 @@ def client(
         NodeSetupError,
         certificate_problem,
         find_node,
+        node_binding,
         participant_factory,
         tls_identity,
     )
     from fedswarm.run.config import ConfigError
+    from fedswarm.secagg import KINDS
+    from fedswarm.secagg.wire import secagg_codec
     from fedswarm.security.pki import Role
     from fedswarm.transport.grpc.client import HandshakeFailed, ParticipantRefused, run_participant
 
@@ -331,8 +334,11 @@ def client(
         if poison is not None:
             console.print(f"[bold red]{name}: TEST TOOL - sending {attack} updates[/]")
         node = find_node(pki, Role.CLIENT, name)
-        factory = participant_factory(name, data, own_process=True, attack=poison)
-        run_participant(server, tls_identity(node), factory)
+        factory = participant_factory(
+            name, data, own_process=True, attack=poison, binding=node_binding(node)
+        )
+        # Any run's messages: the participant learns the run's protocol only once connected.
+        run_participant(server, tls_identity(node), factory, codec=secagg_codec(), kinds=KINDS)
     except HandshakeFailed as exc:  # the coordinator cannot say why: look at our own
         problem = certificate_problem(node)
         why = f"{exc}; and here: {problem}" if problem else str(exc)

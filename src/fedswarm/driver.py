@@ -13,19 +13,23 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from fedswarm.aggregation import score_metrics
-from fedswarm.messages import Outcome
+from fedswarm.messages import ClientId, Outcome
 from fedswarm.params import Params
 from fedswarm.reports import RoundReport
-from fedswarm.rounds import Exchange, evaluate_round, fit_round
+from fedswarm.rounds import Exchange, RoundProtocol, evaluate_round, fit_round
 from fedswarm.sampling import Sampler
 from fedswarm.seeding import round_rng
 from fedswarm.strategy import FitStrategy, RunInfo, ServerState
 from fedswarm.training import Evaluation
 from fedswarm.transport.base import Transport
 
-__all__ = ["RoundPolicy", "pump", "run_rounds"]
+__all__ = ["FitProtocol", "RoundPolicy", "pump", "run_rounds"]
 
 T = TypeVar("T")
+
+FitProtocol = Callable[[FitStrategy, ServerState, Sequence[ClientId], RunInfo, int], RoundProtocol]
+"""How a fit round runs: ``(strategy, state, available, run, min_replies) -> protocol``.
+:func:`~fedswarm.rounds.fit_round` by default; secure aggregation runs its own."""
 
 
 @dataclass(frozen=True)
@@ -70,16 +74,19 @@ def run_rounds(
     policy: RoundPolicy = RoundPolicy(),
     central_eval: Callable[[Params], Evaluation] | None = None,
     on_round: Callable[[ServerState, RoundReport], None] = lambda s, r: None,
+    fit_protocol: FitProtocol = fit_round,
 ) -> ServerState:
     """Run rounds ``state.round + 1 .. rounds`` (``rounds`` is the total, not "more").
 
     ``on_round`` sees each completed round; a resumed state continues where it stopped.
+    ``fit_protocol`` runs each fit round (a multi-exchange protocol such as secure
+    aggregation in place of the one-exchange :func:`~fedswarm.rounds.fit_round`).
     """
     while state.round < rounds:
         available = transport.available()  # may wait for participants: not round time
         start = time.perf_counter()
         result = pump(
-            fit_round(strategy, state, available, run, policy.min_replies),
+            fit_protocol(strategy, state, available, run, policy.min_replies),
             transport,
             policy.timeout_s,
         )

@@ -22,14 +22,21 @@ from typing import Any
 
 from cryptography import x509
 
-from fedswarm.deploy.node import peer_check, tls_identity
+from fedswarm.deploy.node import member_check, peer_check, tls_identity
 from fedswarm.driver import run_rounds
 from fedswarm.messages import ClientId, Outcome
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
-from fedswarm.run.build import build_strategy, data_spec, local_training, round_policy
+from fedswarm.run.build import (
+    ProtocolParts,
+    build_strategy,
+    data_spec,
+    local_training,
+    protocol_parts,
+    round_policy,
+)
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
@@ -183,6 +190,7 @@ class Coordinator:
                         state = run_rounds(
                             strategy, gate, state, rounds=cfg.rounds, run=run,
                             policy=round_policy(cfg), central_eval=central, on_round=commit,
+                            fit_protocol=self._parts().fit_protocol,
                         )  # fmt: skip
                     except QuorumError as err:  # nothing was committed: play it again
                         _log.warning("%s; playing the round again", err)
@@ -192,8 +200,12 @@ class Coordinator:
         finally:
             transport.stop()
 
+    def _parts(self) -> ProtocolParts:
+        """The config's round protocol; secure aggregation's keys checked against the CA."""
+        return protocol_parts(self.config, verify=member_check(self.pki / "ca.crt"))
+
     def _transport(self, spec: RunSpec, members: _Members) -> GrpcServerTransport:
-        d = self.config.deployment
+        d, parts = self.config.deployment, self._parts()
         return GrpcServerTransport(
             tls_identity(self.node),
             members.remembering(peer_check(TrustStore.load(self.pki), Role.CLIENT)),
@@ -201,6 +213,8 @@ class Coordinator:
             max_uploads=d.max_uploads,
             max_downloads=d.max_downloads,
             run=spec,
+            codec=parts.codec,
+            kinds=parts.kinds,
         )
 
     def _gate(self, transport: GrpcServerTransport, members: _Members) -> _Gate:

@@ -11,23 +11,28 @@ the participant's own arrays (``x_train``, ``y_train`` and optionally ``x_test``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from fedswarm.attacks import COLLUDING, AttackConfig, malicious_app
-from fedswarm.client import ClientApp
+from fedswarm.client import BUILTIN_HANDLERS, ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import set_torch_settings
-from fedswarm.run.build import data_spec
+from fedswarm.run.build import data_spec, protocol_parts
 from fedswarm.run.config import loads_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
+from fedswarm.secagg import KeyBinding
+from fedswarm.secagg.messages import AdvertiseRes
 from fedswarm.security.pki import NodePaths, PeerRejected, Role, TrustStore
+from fedswarm.security.signing import NodeSigner, SignatureInvalid, verify_signature
 from fedswarm.transport.grpc.client import AppFactory
 from fedswarm.transport.grpc.frames import RunSpec
 from fedswarm.transport.grpc.tls import PeerCheck, PeerRefused, TlsIdentity
@@ -37,6 +42,8 @@ __all__ = [
     "NodeSetupError",
     "certificate_problem",
     "find_node",
+    "member_check",
+    "node_binding",
     "participant_factory",
     "peer_check",
     "tls_identity",
@@ -123,9 +130,15 @@ class _Schema:
 
 
 def participant_factory(
-    name: str, data: str, *, own_process: bool = False, attack: AttackConfig | None = None
+    name: str,
+    data: str,
+    *,
+    own_process: bool = False,
+    attack: AttackConfig | None = None,
+    binding: KeyBinding | None = None,
 ) -> AppFactory:
-    """Builds participant ``name`` for the run the coordinator describes, on ``data``.
+    """Builds participant ``name`` for the run the coordinator describes, on ``data``;
+    ``binding`` signs its secure-aggregation keys (:func:`node_binding`).
 
     ``own_process``: the process is this participant's (``fedswarm client``), so it takes
     the run's torch settings for good: deterministic kernels and its thread count, as in
@@ -158,12 +171,38 @@ def participant_factory(
             local = own
         schema = _Schema(spec.data_name, spec.input_shape, spec.num_classes)
         _check_fits(data, local, schema)
-        app = ClientApp(name, TorchLearner(model_factory(config.model, schema)), local)
+        learner = TorchLearner(model_factory(config.model, schema))
+        handlers = {**BUILTIN_HANDLERS, **dict(protocol_parts(config, binding=binding).handlers)}
+        app = ClientApp(name, learner, local, handlers)
         if attack is not None:
             return malicious_app(app, attack, schema.num_classes, config.seed)
         return app
 
     return build
+
+
+def node_binding(node: NodePaths) -> KeyBinding:
+    """Secure aggregation's keys bound to node identities: this node signs its advertised
+    keys with its node key; a neighbour's are accepted only under a certificate this
+    federation's CA issued to that very name (so a coordinator cannot swap a key)."""
+    signer = NodeSigner.load(node.key, node.cert)
+    return KeyBinding(signer.sign, member_check(node.ca_cert), signer.cert_pem)
+
+
+def member_check(ca_cert: Path) -> Callable[[AdvertiseRes, bytes], bool]:
+    """Whether an advert's keys are signed under a certificate ``ca_cert`` issued to its
+    sender. Revocation is the coordinator's to check (its TLS refuses revoked peers)."""
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+
+    def check(advert: AdvertiseRes, data: bytes) -> bool:
+        try:
+            x509.load_pem_x509_certificate(advert.certificate).verify_directly_issued_by(ca)
+            who = verify_signature(advert.certificate, data, advert.signature)
+        except (ValueError, TypeError, InvalidSignature, SignatureInvalid, PeerRejected):
+            return False
+        return who == advert.client_id
+
+    return check
 
 
 def load_npz(path: Path) -> ClientData:

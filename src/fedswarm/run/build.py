@@ -4,19 +4,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import assert_never
 
 from torch import nn
 
 from fedswarm.aggregation import ReferenceUpdate
+from fedswarm.client import Handler
 from fedswarm.data.partition import PartitionSpec
 from fedswarm.data.registry import DataSpec
-from fedswarm.driver import RoundPolicy
+from fedswarm.driver import FitProtocol, RoundPolicy
+from fedswarm.kinds import BUILTIN_KINDS, MessageKinds
 from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
 from fedswarm.pytorch.device import DeviceUnavailableError, resolve_device
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
+from fedswarm.rounds import fit_round
 from fedswarm.run.aggregators import build_aggregator
 from fedswarm.run.config import (
     BackendKind,
@@ -35,12 +38,48 @@ from fedswarm.run.models import model_factory
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
 from fedswarm.run.robust import fltrust_root, with_attack
 from fedswarm.sampling import UniformSampler
+from fedswarm.secagg import KINDS as SECAGG_KINDS
+from fedswarm.secagg import KeyBinding, secagg_handlers
+from fedswarm.secagg._types import Verify
+from fedswarm.secagg.wire import secagg_codec
 from fedswarm.server_opt import AdaptiveRule
 from fedswarm.strategy import RunInfo, Strategy
 from fedswarm.training import LocalTraining
 from fedswarm.transforms import ClipNorm
+from fedswarm.wire import Codec
 
-__all__ = ["build", "build_strategy", "data_spec", "local_training", "round_policy"]
+__all__ = [
+    "ProtocolParts",
+    "build",
+    "build_strategy",
+    "data_spec",
+    "local_training",
+    "protocol_parts",
+    "round_policy",
+]
+
+
+@dataclass(frozen=True)
+class ProtocolParts:
+    """How a config's fit rounds run, the same in simulation and deployment: the round
+    protocol, its message kinds and codec, and the participants' extra handlers."""
+
+    fit_protocol: FitProtocol = fit_round
+    kinds: MessageKinds = BUILTIN_KINDS
+    handlers: tuple[tuple[type, Handler], ...] = ()
+    codec: Codec | None = None  # None: the default codec
+
+
+def protocol_parts(
+    config: RunConfig, *, binding: KeyBinding | None = None, verify: Verify | None = None
+) -> ProtocolParts:
+    """Plain fit rounds, or ``[secure_aggregation]``'s; in deployment ``binding`` signs a
+    participant's keys and checks its neighbours', ``verify`` is the coordinator's check."""
+    secure = config.secure_aggregation
+    if secure is None:
+        return ProtocolParts()
+    handlers = tuple(secagg_handlers(binding).items())
+    return ProtocolParts(secure.round_protocol(verify), SECAGG_KINDS, handlers, secagg_codec())
 
 
 def local_training(config: RunConfig) -> LocalTraining:
@@ -152,6 +191,7 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
     backend, note = _backend(config, model_fn)
     root = fltrust_root(config, dataset, model_fn, local_training(config))
     strategy, attackers = with_attack(config, dataset, build_strategy(config, root))
+    parts = protocol_parts(config)
     clients = ConfiguredClients(
         spec,
         config.model,
@@ -160,6 +200,7 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         device=device,
         attack=config.attack,
         attackers=attackers,
+        handlers=parts.handlers,
     )
     return Experiment(
         config=config,
@@ -172,4 +213,6 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         backend=backend,
         notes=(note,) if note else (),
         device=device,
+        fit_protocol=parts.fit_protocol,
+        kinds=parts.kinds,
     )

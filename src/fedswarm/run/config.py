@@ -30,6 +30,7 @@ from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
 from fedswarm.run._frozen import Frozen as _Frozen
 from fedswarm.run.aggregators import AggregatorConfig, MeanOptions, check_aggregator
+from fedswarm.secagg.config import SecureAggregationConfig
 from fedswarm.swarm.config import SwarmConfig
 from fedswarm.training import OptimizerKind, Precision
 
@@ -282,6 +283,7 @@ class RunConfig(_Frozen):
     swarm: SwarmConfig | None = None  # present: a swarm of peers instead of a server
     aggregator: AggregatorConfig = MeanOptions()  # options of strategy.aggregator
     attack: AttackConfig | None = None  # simulated Byzantine participants (a test tool)
+    secure_aggregation: SecureAggregationConfig | None = None
 
     @model_validator(mode="after")
     def _robust_limits(self) -> RunConfig:
@@ -289,6 +291,23 @@ class RunConfig(_Frozen):
         check_aggregator(self.strategy.aggregator, self.aggregator, per_round)
         if self.attack is not None:
             check_attack(self.attack, self.data.num_clients)
+        return self
+
+    @model_validator(mode="after")
+    def _secure_aggregation_sums_only(self) -> RunConfig:
+        if self.secure_aggregation is None:
+            return self
+        if isinstance(self.strategy, ScaffoldConfig):
+            raise ValueError(
+                "[secure_aggregation] gives the coordinator only the sum of the updates, but "
+                "strategy.name = 'scaffold' needs each participant's control delta"
+            )
+        if self.strategy.aggregator is not AggregatorName.MEAN:
+            raise ValueError(
+                "[secure_aggregation] gives the coordinator only the sum of the updates, but "
+                f"strategy.aggregator = {self.strategy.aggregator.value!r} needs each update: "
+                "use strategy.aggregator = 'mean' or drop [secure_aggregation]"
+            )
         return self
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from fedswarm.attacks import AttackConfig, malicious_app
-from fedswarm.client import ClientApp
+from fedswarm.client import BUILTIN_HANDLERS, ClientApp, Handler
 from fedswarm.data.arrays import ClientData, FederatedDataset
 from fedswarm.data.registry import DataSpec, load_dataset
 from fedswarm.entropy import SimulatedSecrets
@@ -75,6 +75,7 @@ class ConfiguredClients:
     device: str = "cpu"
     attack: AttackConfig | None = None  # what the participants in ``attackers`` do
     attackers: frozenset[ClientId] = frozenset()
+    handlers: tuple[tuple[type, Handler], ...] = ()  # a protocol's own, beside the built-ins
 
     def __call__(self, client_id: ClientId) -> ClientApp:
         learner = configured_learner(
@@ -85,7 +86,8 @@ class ConfiguredClients:
         else:
             data = _resident_client(self.data, client_id)
         secrets = SimulatedSecrets(self.data.seed, client_id)
-        app = ClientApp(client_id, learner, data, secrets=secrets)
+        handlers = {**BUILTIN_HANDLERS, **dict(self.handlers)}
+        app = ClientApp(client_id, learner, data, handlers, secrets)
         if self.attack is not None and client_id in self.attackers:
             classes = configured_dataset(self.data).num_classes
             return malicious_app(app, self.attack, classes, self.data.seed)
