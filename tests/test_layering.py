@@ -44,7 +44,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "simulation": {"run", "deploy", "transport.grpc", "security", "cli"},
     "pytorch": {"run", "deploy", "simulation", "transport", "security", "cli"},
     "run": {"deploy", "transport.grpc", "security", "cli"},
-    "deploy": {"cli"},
+    "deploy": {"cli", "dashboard"},
+    "dashboard": {"cli", "transport", "simulation", "pytorch"},  # reads the store; a view
 }
 ALLOWED_DATA = {"data.arrays", "data.errors"}
 

@@ -1,0 +1,79 @@
+"""The terminal's view of a run: a live rich progress bar (round, loss, accuracy, ETA).
+
+The bar is drawn only on a terminal and not under ``--quiet``; the per-round lines the
+commands print are the same either way (above the bar on a terminal), because scripts and
+tests read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from fedswarm.reports import RoundReport
+
+__all__ = ["RoundBar", "round_bar"]
+
+_COLUMNS = (
+    TextColumn("round"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TextColumn("loss [bold]{task.fields[loss]}"),
+    TextColumn("acc [bold]{task.fields[acc]}"),
+    TimeElapsedColumn(),
+    TextColumn("eta"),
+    TimeRemainingColumn(),
+)
+
+
+@dataclass
+class RoundBar:
+    """What a round loop calls: :meth:`on_round` after each round, :meth:`log` for notes."""
+
+    progress: Progress
+    task: TaskID
+    line: Callable[[RoundReport], str | None]  # the round's printed line, if it has one
+
+    def on_round(self, report: RoundReport) -> None:
+        evaluation = report.central or report.federated
+        loss = f"{report.train_loss:.4f}"
+        if evaluation is None:
+            self.progress.update(self.task, completed=report.round, loss=loss)
+        else:
+            acc = f"{evaluation.accuracy:.4f}"
+            self.progress.update(self.task, completed=report.round, loss=loss, acc=acc)
+        text = self.line(report)
+        if text is not None:
+            self.progress.console.print(text, highlight=False, soft_wrap=True)
+
+    def log(self, note: str) -> None:
+        self.progress.console.print(Text(note), soft_wrap=True)
+
+
+@contextmanager
+def round_bar(
+    console: Console,
+    total: int,
+    line: Callable[[RoundReport], str | None],
+    *,
+    quiet: bool = False,
+) -> Iterator[RoundBar]:
+    """A :class:`RoundBar` over ``total`` rounds, drawn when ``console`` is a terminal and
+    not ``quiet`` (otherwise only the lines are printed)."""
+    enabled = console.is_terminal and not quiet
+    with Progress(*_COLUMNS, console=console, transient=True, disable=not enabled) as progress:
+        task = progress.add_task("rounds", total=total, loss="-", acc="-")
+        yield RoundBar(progress, task, line)
