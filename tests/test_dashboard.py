@@ -240,3 +240,22 @@ def test_the_command_line_loads_no_web_stack_until_a_dashboard_is_asked_for() ->
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_server_refuses_a_bad_dashboard_before_it_listens(tmp_path: Path) -> None:
+    init_ca(tmp_path / "pki")
+    issue(tmp_path / "pki", "coordinator", Role.SERVER)
+    (tmp_path / "small.toml").write_text(SMALL)
+    args = ["server", str(tmp_path / "small.toml"), "--pki", str(tmp_path / "pki")]
+    args += ["--state", str(tmp_path / "state"), "--listen", "127.0.0.1:0"]
+    malformed = CliRunner().invoke(cli_app, [*args, "--dashboard-listen", "nowhere"])
+    assert malformed.exit_code == 2
+    assert "is not HOST:PORT" in malformed.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = CliRunner().invoke(cli_app, [*args, "--dashboard-listen", f"127.0.0.1:{port}"])
+    assert busy.exit_code == 1
+    assert "the port is taken" in busy.output
+    assert not (tmp_path / "state").exists()  # no round loop began

@@ -220,9 +220,10 @@ def dashboard_command(
     """Serve the web dashboard of a run directory (finished, or still being written)."""
     from fedswarm.dashboard.commands import serve_finished
 
-    with _dashboard_errors(1):
+    with _dashboard_errors(2):
         options = view(False, True, listen, pki, name).dashboard
-        assert options is not None  # asked for
+    assert options is not None  # asked for
+    with _dashboard_errors(1):
         serve_finished(run_dir, options, console.print)
 
 

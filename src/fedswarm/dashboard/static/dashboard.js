@@ -130,7 +130,7 @@ function renderTables(state) {
   fillTable("rounds", state.rounds.slice().reverse(), r => [
     [String(r.round), true], [String(r.num_clients), true], [String(r.num_failures), true],
     [fmt(r.train_loss), true], [r.eval_accuracy === undefined ? "" : fmt(r.eval_accuracy), true],
-    [r.seconds.toFixed(2), true]], r => r.num_failures > 0);
+    [r.seconds.toFixed(2), true]]);
   const flags = state.rounds.flatMap(r => Object.entries(r.flags).map(([k, v]) => [r.round, k, v]));
   document.getElementById("flags-panel").hidden = flags.length === 0;
   fillTable("flags", flags.reverse(), f => [[String(f[0]), true], [f[1]], [fmt(f[2]), true]]);
