@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -171,6 +172,16 @@ def test_a_taken_port_is_a_clear_error(finished_run: Path, tmp_path: Path) -> No
     assert result.exit_code == 1
     assert "the port is taken" in result.output
     assert not (tmp_path / "run" / "state.sqlite").exists()  # refused before the run began
+
+
+def test_run_with_a_dashboard_says_where_it_is(tmp_path: Path) -> None:
+    (tmp_path / "small.toml").write_text(SMALL)
+    args = ["run", str(tmp_path / "small.toml"), "--out", str(tmp_path / "run"), "--quiet"]
+    result = CliRunner().invoke(cli_app, [*args, "--dashboard-listen", "127.0.0.1:0"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/ \(metrics: .*/metrics\)", result.output)
+    assert "round    4  train_loss" in result.output  # the round lines, as without it
+    assert (tmp_path / "run" / "summary.json").is_file()
 
 
 @pytest.mark.parametrize(

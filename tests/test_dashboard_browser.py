@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from fedswarm.dashboard.app import create_app
-from fedswarm.dashboard.server import DashboardServer, Listen
-from fedswarm.dashboard.snapshot import LiveFeed, RunSource
+from fedswarm.dashboard.commands import DashboardOptions, live_dashboard
+from fedswarm.dashboard.server import Listen
+from fedswarm.dashboard.snapshot import RunSource
 from fedswarm.reports import RoundReport
 from fedswarm.run.config import loads_config
 from fedswarm.run.simulate import simulate
@@ -60,20 +60,22 @@ def counter(page: Page) -> int:
 
 
 def test_the_page_follows_a_run_as_it_plays(browser: Browser, tmp_path: Path) -> None:
-    config, out, feed = loads_config(CONFIG, "browser test"), tmp_path / "run", LiveFeed()
+    config, out = loads_config(CONFIG, "browser test"), tmp_path / "run"
+    said: list[str] = []
     go_on = threading.Event()
+    options = DashboardOptions(Listen("127.0.0.1", 0))  # what `fedswarm run --dashboard` does
 
     def on_round(report: RoundReport) -> None:
-        feed.publish(report)
+        publish(report)
         if report.round == 2:
             go_on.wait(timeout=60)  # the page must see round 2 before the run goes on
         time.sleep(0.2)
 
-    with DashboardServer(create_app(RunSource(out, config), feed), Listen("127.0.0.1", 0)) as s:
+    with live_dashboard(options, out, config, said.append) as publish:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(s.url)
+        page.goto(said[0].split()[1])  # "dashboard: http://127.0.0.1:PORT/ (metrics: ...)"
         run = threading.Thread(target=simulate, args=(config, out, on_round))
         run.start()
         try:

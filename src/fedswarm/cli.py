@@ -239,8 +239,13 @@ def _dashboard_errors(code: int) -> Iterator[None]:
 
 
 def _deploy_logging() -> None:
+    from fedswarm.dashboard.progress import CurrentStderr  # log lines print above the bar
+
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+        stream=CurrentStderr(),
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
     )
 
 

@@ -7,9 +7,11 @@ tests read them.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -25,7 +27,7 @@ from rich.text import Text
 
 from fedswarm.reports import RoundReport
 
-__all__ = ["RoundBar", "round_bar"]
+__all__ = ["CurrentStderr", "RoundBar", "round_bar"]
 
 _COLUMNS = (
     TextColumn("round"),
@@ -77,3 +79,16 @@ def round_bar(
     with Progress(*_COLUMNS, console=console, transient=True, disable=not enabled) as progress:
         task = progress.add_task("rounds", total=total, loss="-", acc="-")
         yield RoundBar(progress, task, line)
+
+
+class CurrentStderr:
+    """A stream for a logging handler that writes to whatever ``sys.stderr`` is at the time:
+    while the bar is drawn, rich has redirected it to print above the bar, so log lines do
+    not tear it (a handler given ``sys.stderr`` itself would keep writing under it)."""
+
+    def write(self, text: str) -> int:
+        stream: TextIO = sys.stderr
+        return stream.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
