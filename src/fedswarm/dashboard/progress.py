@@ -48,8 +48,12 @@ class RoundBar:
     progress: Progress
     task: TaskID
     line: Callable[[RoundReport], str | None]  # the round's printed line, if it has one
+    _started: bool = False
 
     def on_round(self, report: RoundReport) -> None:
+        if not self._started:  # a resumed run starts after round N: time its rounds from here
+            self.progress.reset(self.task, completed=report.round - 1)
+            self._started = True
         evaluation = report.central or report.federated
         loss = f"{report.train_loss:.4f}"
         if evaluation is None:
