@@ -179,7 +179,7 @@ def test_run_with_a_dashboard_says_where_it_is(tmp_path: Path) -> None:
     args = ["run", str(tmp_path / "small.toml"), "--out", str(tmp_path / "run"), "--quiet"]
     result = CliRunner().invoke(cli_app, [*args, "--dashboard-listen", "127.0.0.1:0"])
     assert result.exit_code == 0, result.output
-    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/ \(metrics: .*/metrics\)", result.output)
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/ \(metrics: .*/metrics;", result.output)
     assert "round    4  train_loss" in result.output  # the round lines, as without it
     assert (tmp_path / "run" / "summary.json").is_file()
 

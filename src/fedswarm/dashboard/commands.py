@@ -81,7 +81,8 @@ def live_dashboard(
     feed = LiveFeed()
     app = create_app(RunSource(out, config), feed)
     with DashboardServer(app, options.listen, options.tls) as server:
-        say(f"dashboard: {server.url} (metrics: {server.url}metrics)")
+        say(f"dashboard: {server.url} (metrics: {server.url}metrics; it stops with the run, "
+            f"`fedswarm dashboard {out}` serves it after)")  # fmt: skip
         yield feed.publish
 
 
