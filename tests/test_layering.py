@@ -45,7 +45,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "secagg": {"run", "deploy", "transport.grpc", "simulation", "security", "cli", "pytorch"},
     "pytorch": {"run", "deploy", "simulation", "transport", "security", "cli"},
     "run": {"deploy", "transport.grpc", "security", "cli"},
-    "deploy": {"cli"},
+    "deploy": {"cli", "dashboard"},
+    "dashboard": {"cli", "transport", "simulation", "pytorch"},  # reads the store; a view
     # swarm peers reuse the core's strategies and rounds; the run layer builds them
     "swarm": {"run", "deploy", "simulation", "cli", "pytorch", "data.*"},
 }

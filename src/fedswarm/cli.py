@@ -14,10 +14,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from fedswarm.dashboard.options import (
+    DashboardFlag,
+    DashboardListen,
+    PkiOption,
+    QuietFlag,
+    ServerName,
+    View,
+    each,
+    view,
+)
 from fedswarm.swarm.cli import ledger_app
 
 if TYPE_CHECKING:  # the CLI imports torch, sklearn and matplotlib only when a run starts
@@ -64,23 +73,21 @@ def _line(report: RoundReport) -> str:
     return "  ".join(parts)
 
 
-def _execute(config: RunConfig, out: Path) -> dict[str, Any]:
+def _execute(config: RunConfig, out: Path, shown: View) -> dict[str, Any]:
+    from fedswarm.dashboard.commands import live_dashboard
+    from fedswarm.dashboard.progress import round_bar
     from fedswarm.run.simulate import simulate  # torch import deferred: --help stays fast
 
     console.print(
         f"[bold]fedswarm[/bold] {config.strategy.name} on {config.data.name.value}, "
         f"{config.rounds} rounds, seed {config.seed} -> {out}"
     )
-    columns = (TextColumn("round"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("rounds", total=config.rounds)
-
-        def on_round(r: RoundReport) -> None:
-            progress.update(task, completed=r.round)
-            if r.central or r.federated:
-                progress.console.print(_line(r))
-
-        simulate(config, out, on_round, log=lambda note: progress.console.print(Text(note)))
+    evaluated = lambda r: _line(r) if r.central or r.federated else None  # noqa: E731
+    with (
+        live_dashboard(shown.dashboard, out, config, console.print) as publish,
+        round_bar(console, config.rounds, evaluated, quiet=shown.quiet) as bar,
+    ):
+        simulate(config, out, each(bar.on_round, publish), log=bar.log)
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
     _print_summary(summary, out)
     return summary
@@ -107,14 +114,17 @@ def _fail(what: str, exc: Exception | str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _guarded(config: RunConfig, out: Path) -> None:
+def _guarded(config: RunConfig, out: Path, shown: View) -> None:
+    from fedswarm.dashboard.server import DashboardError
     from fedswarm.data.errors import DatasetNotInstalledError
     from fedswarm.run.config import ConfigError
     from fedswarm.run.store import RunStoreError
     from fedswarm.transport.base import ClientError
 
     try:
-        _execute(config, out)
+        _execute(config, out, shown)
+    except DashboardError as exc:
+        raise _fail("dashboard error", exc, 1) from None
     except ConfigError as exc:  # valid, but not on this machine (e.g. cuda without a GPU)
         raise _fail("config error", exc, 2) from None
     except DatasetNotInstalledError as exc:
@@ -137,7 +147,7 @@ def demo(
     config = loads_config(raw, "demo config")
     if rounds is not None:  # re-validated, not patched in
         config = parse_config({**raw_config(config), "rounds": rounds})
-    _guarded(config, out or Path("runs/demo"))
+    _guarded(config, out or Path("runs/demo"), View())
 
 
 class Device(enum.Enum):
@@ -159,6 +169,11 @@ def run(
         Device | None,
         typer.Option(help="Where participants train: overrides simulation.device."),
     ] = None,
+    quiet: QuietFlag = False,
+    dashboard: DashboardFlag = False,
+    dashboard_listen: DashboardListen = None,
+    pki: PkiOption = None,
+    name: ServerName = None,
 ) -> None:
     """Run any configured simulation from a run configuration (TOML) file.
 
@@ -166,6 +181,8 @@ def run(
     """
     from fedswarm.run.config import ConfigError, load_config, parse_config, raw_config
 
+    with _dashboard_errors(2):
+        shown = view(quiet, dashboard, dashboard_listen, pki, name)
     try:
         config = load_config(config_path)
         if device is not None:  # re-validated, not patched in
@@ -174,7 +191,7 @@ def run(
             config = parse_config(raw, f"{config_path} with --device {device.value}")
     except ConfigError as exc:
         raise _fail("config error", exc, 2) from None
-    _guarded(config, out or Path("runs") / config_path.stem)
+    _guarded(config, out or Path("runs") / config_path.stem, shown)
 
 
 @app.command()
@@ -193,9 +210,44 @@ def datasets() -> None:
     console.print(table)
 
 
+@app.command("dashboard")
+def dashboard_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run's directory.")],
+    listen: Annotated[str, typer.Option(metavar="HOST:PORT", help="Where to serve it.")] = (
+        "127.0.0.1:8765"
+    ),
+    pki: PkiOption = None,
+    name: ServerName = None,
+) -> None:
+    """Serve the web dashboard of a run directory (finished, or still being written)."""
+    from fedswarm.dashboard.commands import serve_finished
+
+    with _dashboard_errors(2):
+        options = view(False, True, listen, pki, name).dashboard
+    assert options is not None  # asked for
+    with _dashboard_errors(1):
+        serve_finished(run_dir, options, console.print)
+
+
+@contextmanager
+def _dashboard_errors(code: int) -> Iterator[None]:
+    from fedswarm.dashboard.server import DashboardError
+    from fedswarm.dashboard.snapshot import RunSourceError
+
+    try:
+        yield
+    except (DashboardError, RunSourceError) as exc:
+        raise _fail("dashboard error", exc, code) from None
+
+
 def _deploy_logging() -> None:
+    from fedswarm.dashboard.progress import CurrentStderr  # log lines print above the bar
+
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+        stream=CurrentStderr(),
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
     )
 
 
@@ -212,14 +264,25 @@ def server(
     name: Annotated[
         str | None, typer.Option(help="The coordinator's certificate (default: the only one).")
     ] = None,
+    quiet: QuietFlag = False,
+    dashboard: DashboardFlag = False,
+    dashboard_listen: DashboardListen = None,
 ) -> None:
-    """Coordinate a federation across machines: participants dial in with mutual TLS."""
+    """Coordinate a federation across machines: participants dial in with mutual TLS.
+
+    The dashboard, when exposed beyond loopback, is served over HTTPS with --name's
+    certificate."""
     from fedswarm.run.config import ConfigError, load_config
 
+    with _dashboard_errors(2):
+        shown = view(quiet, dashboard, dashboard_listen, pki, name, https_on_loopback=False)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         raise _fail("config error", exc, 2) from None
+    from fedswarm.dashboard.commands import live_dashboard
+    from fedswarm.dashboard.progress import round_bar
+    from fedswarm.dashboard.server import DashboardError
     from fedswarm.deploy.coordinator import Coordinator
     from fedswarm.deploy.node import NodeSetupError, find_node
     from fedswarm.run.store import RunStoreError
@@ -228,10 +291,14 @@ def server(
     _deploy_logging()
     try:
         node = find_node(pki, Role.SERVER, name)
-        coordinator = Coordinator(
-            config, node, pki, state, on_round=lambda r: console.print(_line(r))
-        )
-        summary = coordinator.run(listen)
+        with (
+            live_dashboard(shown.dashboard, state, config, console.print) as publish,
+            round_bar(console, config.rounds, _line, quiet=shown.quiet) as bar,
+        ):
+            on_round = each(bar.on_round, publish)
+            summary = Coordinator(config, node, pki, state, on_round=on_round).run(listen)
+    except DashboardError as exc:
+        raise _fail("dashboard error", exc, 1) from None
     except (NodeSetupError, PkiError, RunStoreError, ValueError, OSError) as exc:
         raise _fail("server error", exc, 1) from None
     _print_summary(summary, state)
