@@ -43,7 +43,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "data": {"*"},
     "simulation": {"run", "deploy", "transport.grpc", "security", "cli"},
     "pytorch": {"run", "deploy", "simulation", "transport", "security", "cli"},
-    "run": {"deploy", "transport.grpc", "security", "cli"},
+    "run": {"deploy", "transport.grpc", "security", "cli", "registry"},
+    "registry": {"deploy", "transport.grpc", "security", "cli"},
     "deploy": {"cli"},
 }
 ALLOWED_DATA = {"data.arrays", "data.errors"}

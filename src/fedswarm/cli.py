@@ -18,6 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from fedswarm.registry.cli import models_app
+
 if TYPE_CHECKING:  # the CLI imports torch, sklearn and matplotlib only when a run starts
     from fedswarm.reports import RoundReport
     from fedswarm.run.config import RunConfig
@@ -282,6 +284,7 @@ ca_app = typer.Typer(
     help="Federation PKI: a CA and node certificates for mutual TLS.", no_args_is_help=True
 )
 app.add_typer(ca_app, name="ca")
+app.add_typer(models_app, name="models")
 
 CaDirOption = Annotated[
     Path, typer.Option("--dir", help="CA directory (made by `fedswarm ca init`).")

@@ -8,7 +8,9 @@ point. Tables:
   version file, its parent's, whether the file is kept, and its resume state's sha256;
 - ``rounds``: each completed round's record (a ``metrics.jsonl`` line);
 - ``clients`` and ``events``: every participant seen, its counted updates, failures and
-  refusals, and each failure and refusal with its reason.
+  refusals, and each failure and refusal with its reason;
+- ``lineage``: each version's contributors (its round's ``replied``), config hash and code
+  version; ``rollbacks``: each rollback, with the rounds it discarded (``fedswarm.registry``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ CREATE TABLE IF NOT EXISTS clients (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, at REAL NOT NULL, round INTEGER NOT NULL,
     client_id TEXT NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lineage (
+    round INTEGER PRIMARY KEY, contributors TEXT NOT NULL, config_sha256 TEXT NOT NULL,
+    code_version TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollbacks (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, from_round INTEGER NOT NULL,
+    to_round INTEGER NOT NULL, to_sha256 TEXT NOT NULL, discarded TEXT NOT NULL);
 """
 _EVENT = "INSERT INTO events (at, round, client_id, kind, reason) VALUES (?, ?, ?, ?, ?)"
 _COUNT = {

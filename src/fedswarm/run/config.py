@@ -259,6 +259,11 @@ class StoreConfig(_Frozen):
         1, ge=0, description="keep every k-th round's model (round 0 too); 0: only the last"
     )
     keep_last: int = Field(2, ge=1, description="always keep the last k rounds' models")
+    keep_states: bool = Field(
+        False,
+        description="keep each kept version's resume state too (server optimiser, memories), "
+        "so `fedswarm models rollback` can continue from it; else only the last round's",
+    )
 
     def keeps(self, round_: int, last: int) -> bool:
         """Whether round ``round_``'s version is kept once round ``last`` is committed."""

@@ -47,6 +47,7 @@ from fedswarm.reports import RecordError, RoundRecord, RoundReport
 from fedswarm.run import _ledger as ledger
 from fedswarm.run._blobs import BlobError, BlobFolder, write_atomic
 from fedswarm.run._ledger import ClientRecord, Event
+from fedswarm.run._lineage import discard_after, insert_lineage
 from fedswarm.run._results import METRICS, metrics_line, write_metrics, write_results
 from fedswarm.run.config import RunConfig, config_sha256, dump_config
 from fedswarm.strategy import ServerState
@@ -136,7 +137,8 @@ class RunStore:
             if db.execute(_LAST).fetchone() is not None:
                 raise RunStoreError(f"{self.path} has begun already; resume from latest()")
             self._insert_version(db, 0, version, None, state)
-            needed = _needed(db)
+            insert_lineage(db, 0, [], config_sha256(self.config))
+            needed = _needed(db, self.config.store.keep_states)
         self._sweep(*needed)
         return Checkpoint(initial, {})
 
@@ -158,8 +160,9 @@ class RunStore:
                 (state.round, now, json.dumps(record.to_json())),
             )
             ledger.record_outcomes(db, report, now)
+            insert_lineage(db, state.round, report.replied, config_sha256(self.config))
             self._retain(db, state.round)
-            needed = _needed(db)
+            needed = _needed(db, self.config.store.keep_states)
         self._sweep(*needed)
         with open(self.path / METRICS, "a", encoding="utf-8") as f:
             f.write(metrics_line(record))  # a view: open() rewrites it from the database
@@ -184,6 +187,33 @@ class RunStore:
             return decode_params(self._versions.get(version.sha256), str(file))
         except (BlobError, CheckpointError) as exc:
             raise RunStoreError(f"round {version.round}'s model version: {exc}") from None
+
+    def resumable(self) -> list[int]:
+        """The rounds whose resume state is kept (the last; every kept one under
+        ``[store] keep_states``): those a rollback can continue from."""
+        with ledger.connect(self.path) as db:
+            _, states = _needed(db, self.config.store.keep_states)
+            rows = db.execute("SELECT round, state FROM versions WHERE kept = 1").fetchall()
+        return sorted(int(r) for r, s in rows if s in states)
+
+    def rollback(self, ref: int | str) -> list[int]:
+        """Make version ``ref`` the last committed round, so the run continues from it;
+        the later rounds are discarded and the rollback recorded (``rollbacks`` table).
+        Returns the discarded rounds. Only a :meth:`resumable` round can be rolled back to."""
+        version = self._find(ref)
+        resumable = self.resumable()
+        if version.round not in resumable:
+            raise RunStoreError(
+                f"round {version.round} of {self.path} has no kept resume state (rounds with "
+                f"one: {resumable}); set [store] keep_states = true to roll back to any kept "
+                "version"
+            )
+        with ledger.connect(self.path) as db:
+            discarded = discard_after(db, version.round, version.sha256)
+            needed = _needed(db, self.config.store.keep_states)
+        self._sweep(*needed)
+        write_metrics(self.path, self.records())
+        return discarded
 
     def records(self) -> list[RoundRecord]:
         """The committed rounds' records, in order."""
@@ -278,11 +308,14 @@ class RunStore:
         return found[-1]  # the same model reached twice: the later round
 
 
-def _needed(db: sqlite3.Connection) -> tuple[set[str], set[str]]:
-    """The files committed rows need: kept versions, and the last round's state."""
-    kept = {str(s) for (s,) in db.execute("SELECT sha256 FROM versions WHERE kept = 1")}
+def _needed(db: sqlite3.Connection, keep_states: bool) -> tuple[set[str], set[str]]:
+    """The files committed rows need: kept versions, and the last round's state (every kept
+    version's state under ``keep_states``)."""
+    rows = db.execute("SELECT sha256, state FROM versions WHERE kept = 1").fetchall()
+    kept = {str(s) for s, _ in rows}
     last = db.execute(_LAST).fetchone()
-    return kept, ({str(last[2])} if last else set())
+    states = {str(last[2])} if last else set()
+    return kept, states | ({str(st) for _, st in rows} if keep_states else set())
 
 
 def _meta(db: sqlite3.Connection, key: str, default: str) -> str:

@@ -1,0 +1,26 @@
+"""The model registry: a run's versions with their lineage (parent, round, contributors,
+config hash, code version), diffs, exports and rollbacks (``fedswarm models``)."""
+
+from fedswarm.registry._versions import (
+    Lineage,
+    Rollback,
+    TensorChange,
+    diff_versions,
+    export_version,
+    find,
+    lineage,
+    open_run,
+    rollbacks,
+)
+
+__all__ = [
+    "Lineage",
+    "Rollback",
+    "TensorChange",
+    "diff_versions",
+    "export_version",
+    "find",
+    "lineage",
+    "open_run",
+    "rollbacks",
+]
