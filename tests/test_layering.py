@@ -45,6 +45,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "pytorch": {"run", "deploy", "simulation", "transport", "security", "cli"},
     "run": {"deploy", "transport.grpc", "security", "cli", "registry"},
     "registry": {"deploy", "transport.grpc", "security", "cli"},
+    "contrib": {"run", "registry", "deploy", "transport", "simulation", "security", "cli"},
     "deploy": {"cli"},
 }
 ALLOWED_DATA = {"data.arrays", "data.errors"}

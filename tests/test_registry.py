@@ -17,10 +17,20 @@ from typer.testing import CliRunner
 
 from fedswarm import __version__
 from fedswarm.cli import app
-from fedswarm.registry import diff_versions, export_version, find, lineage, open_run, rollbacks
+from fedswarm.registry import (
+    diff_versions,
+    export_version,
+    find,
+    forget,
+    lineage,
+    open_run,
+    rollbacks,
+)
 from fedswarm.run.config import RunConfig, StoreConfig, loads_config
 from fedswarm.run.simulate import simulate
 from fedswarm.run.store import RunStoreError
+from fedswarm.sampling import ForgettingSampler, UniformSampler
+from fedswarm.seeding import round_rng
 
 SMALL = """
 seed = 3
@@ -166,3 +176,44 @@ def _copy_run(src: Path, dest: Path) -> None:
     import shutil
 
     shutil.copytree(src, dest)
+
+
+def test_forgetting_sampler_drops_the_forgotten_and_shifts_no_one() -> None:
+    """Definition: a round samples from everyone (the forgotten included, whether or not
+    still available) and drops the forgotten, so each other participant's rounds are those
+    of the run that had it."""
+    ids = [f"c{i}" for i in range(10)]
+    inner = UniformSampler(fraction=0.4)
+    forgetting = ForgettingSampler(inner, frozenset({"c3"}))
+    for rnd in range(20):
+        full = inner.sample(ids, round_rng(0, rnd, "sample"))
+        expected = [c for c in full if c != "c3"]
+        assert forgetting.sample(ids, round_rng(0, rnd, "sample")) == expected
+        gone = [c for c in ids if c != "c3"]
+        assert forgetting.sample(gone, round_rng(0, rnd, "sample")) == expected
+
+
+def test_forget_equals_a_run_that_never_had_the_participant(full_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    _copy_run(full_run, copy)
+    infos = lineage(open_run(copy))
+    first: dict[str, int] = {}
+    for v in infos:
+        for cid in v.contributors:
+            first.setdefault(cid, v.round)
+    participant = max(first, key=lambda c: first[c])  # the latest first contribution
+    done = forget(copy, participant)
+    assert done.rolled_back_to == first[participant] - 1
+    simulate(done.store.config, copy)
+
+    never = tmp_path / "never"
+    simulate(small(keep_states=True).model_copy(update={"forgotten": (participant,)}), never)
+    forgot, reference = lineage(open_run(copy)), lineage(open_run(never))
+    assert [v.sha256 for v in forgot] == [v.sha256 for v in reference]
+    assert all(participant not in v.contributors for v in forgot)
+    assert forgot[-1].sha256 != infos[-1].sha256  # its updates mattered
+    kinds = [(e.client_id, e.kind) for e in open_run(copy).events()]
+    assert (participant, "forgotten") in kinds
+    assert len(rollbacks(open_run(copy))) == 1
+    with pytest.raises(RunStoreError, match="forgotten already"):
+        forget(copy, participant)

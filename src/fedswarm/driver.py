@@ -98,6 +98,7 @@ def run_rounds(
                 federated=federated,
                 replied=result.replied,
                 failures=result.failures,
+                clients=result.clients,
             ),
         )
     return state

@@ -28,7 +28,16 @@ from typing import Any
 from fedswarm.messages import ClientId, Failure
 from fedswarm.training import Evaluation
 
-__all__ = ["EvalScore", "RecordError", "RoundRecord", "RoundReport"]
+__all__ = ["ClientFitStats", "EvalScore", "RecordError", "RoundRecord", "RoundReport"]
+
+
+@dataclass(frozen=True)
+class ClientFitStats:
+    """What a round saw of one participant's counted update (drift monitoring uses it)."""
+
+    train_loss: float  # its local training loss
+    update_norm: float  # L2 norm of its update
+    num_examples: int
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class RoundReport:
     replied: tuple[ClientId, ...] = ()  # whose updates count
     failures: tuple[Failure, ...] = ()  # who failed and why (refusals included)
     metrics: Mapping[str, float] = field(default_factory=dict)  # ``namespace/name`` keys
+    clients: Mapping[ClientId, ClientFitStats] = field(default_factory=dict)  # of ``replied``
 
 
 class RecordError(ValueError):

@@ -1,6 +1,7 @@
 """The model registry: a run's versions with their lineage (parent, round, contributors,
 config hash, code version), diffs, exports and rollbacks (``fedswarm models``)."""
 
+from fedswarm.registry._forget import Forgotten, forget
 from fedswarm.registry._versions import (
     Lineage,
     Rollback,
@@ -14,12 +15,14 @@ from fedswarm.registry._versions import (
 )
 
 __all__ = [
+    "Forgotten",
     "Lineage",
     "Rollback",
     "TensorChange",
     "diff_versions",
     "export_version",
     "find",
+    "forget",
     "lineage",
     "open_run",
     "rollbacks",

@@ -117,3 +117,23 @@ def models_rollback(version: VersionArg, run: RunOption = Path("runs/latest")) -
     with _errors():
         discarded = open_run(run).rollback(_ref(version))
     console.print(f"rolled back to {version}; discarded rounds {discarded or 'none'}")
+
+
+@models_app.command("forget")
+def models_forget(
+    participant: Annotated[str, typer.Option("--participant", help="The participant's id.")],
+    run: RunOption = Path("runs/latest"),
+) -> None:
+    """Roll back to the last version before PARTICIPANT's first contribution and retrain
+    the later rounds without it (a simulation re-runs them); recorded in the run."""
+    from fedswarm.registry import forget
+    from fedswarm.run.simulate import simulate
+
+    with _errors():
+        done = forget(run, participant)
+        console.print(
+            f"forgot {participant!r}: rolled back to round {done.rolled_back_to}, "
+            f"retraining rounds {list(done.discarded)}"
+        )
+        final = simulate(done.store.config, run)
+    console.print(f"retrained to round {final.round} ({final.params.sha256()[:12]})")

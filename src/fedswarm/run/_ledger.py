@@ -32,6 +32,7 @@ __all__ = [
     "connect",
     "read_clients",
     "read_events",
+    "record_forgotten",
     "record_outcomes",
     "record_refusals",
     "touch",
@@ -85,7 +86,7 @@ class Event:
 
     round: int
     client_id: ClientId
-    kind: str  # "failure" or "refusal"
+    kind: str  # "failure", "refusal" or "forgotten"
     reason: str
 
 
@@ -134,6 +135,15 @@ def record_refusals(
         touch(db, [cid], now)
         db.execute(_COUNT["refused outside a round"], (cid,))
         db.execute(_EVENT, (now, round_, cid, "refusal", reason))
+
+
+def record_forgotten(
+    db: sqlite3.Connection, participant: ClientId, round_: int, now: float
+) -> None:
+    """A participant forgotten at its request: the rounds after ``round_`` retrain without it."""
+    touch(db, [participant], now)
+    why = f"forgotten: rounds after {round_} are retrained without it"
+    db.execute(_EVENT, (now, round_, participant, "forgotten", why))
 
 
 def read_clients(db: sqlite3.Connection) -> list[ClientRecord]:

@@ -31,7 +31,7 @@ from fedswarm.run.config import (
 from fedswarm.run.experiment import Experiment
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
-from fedswarm.sampling import UniformSampler
+from fedswarm.sampling import ForgettingSampler, Sampler, UniformSampler
 from fedswarm.server_opt import AdaptiveRule
 from fedswarm.strategy import RunInfo, Strategy
 from fedswarm.training import LocalTraining
@@ -52,14 +52,20 @@ def build_strategy(config: RunConfig) -> Strategy:
         weight_decay=c.weight_decay,
         precision=c.precision,
     )
-    sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
+    sampler = _forgetting(config, UniformSampler(s.fraction, s.min_clients, s.clients_per_round))
     strategy = _algorithm(s, training, sampler)
     if s.clip_norm is not None:
         strategy = replace(strategy, transforms=(ClipNorm(s.clip_norm),))
     return strategy
 
 
-def _algorithm(s: StrategyConfig, training: LocalTraining, sampler: UniformSampler) -> Strategy:
+def _forgetting(config: RunConfig, sampler: UniformSampler) -> Sampler:
+    if not config.forgotten:
+        return sampler
+    return ForgettingSampler(sampler, frozenset(config.forgotten))
+
+
+def _algorithm(s: StrategyConfig, training: LocalTraining, sampler: Sampler) -> Strategy:
     match s:  # the presets hold each algorithm's composition; config only picks one
         case FedAvgConfig():
             return fedavg(training, sampler, s.weighting)
@@ -107,7 +113,7 @@ def round_policy(config: RunConfig) -> RoundPolicy:
         min_replies=config.strategy.min_replies,
         timeout_s=config.strategy.deadline_s,
         evaluate_every=ev.every,
-        federated_eval=UniformSampler(clients_per_round=ev.federated_clients)
+        federated_eval=_forgetting(config, UniformSampler(clients_per_round=ev.federated_clients))
         if ev.federated_clients
         else None,
     )

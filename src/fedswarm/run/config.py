@@ -36,6 +36,7 @@ __all__ = [
     "DataConfig",
     "DatasetName",
     "DeviceKind",
+    "DriftConfig",
     "EvaluationConfig",
     "FedAvgConfig",
     "FedAvgMConfig",
@@ -271,6 +272,27 @@ class StoreConfig(_Frozen):
         return every or round_ > last - self.keep_last
 
 
+class DriftConfig(_Frozen):
+    """Drift monitoring: each participant's train loss and update norm against its own
+    history and the round's federation; flags go to the round's metrics (``drift/...``)
+    and the run store's ``drift`` table."""
+
+    enabled: bool = True
+    window: int = Field(10, ge=2, description="rounds of a participant's own history compared")
+    min_history: int = Field(3, ge=2, description="past rounds needed for a self z-score")
+    self_threshold: float = Field(3.0, gt=0, description="|z| against its own history that flags")
+    federation_threshold: float = Field(
+        3.5, gt=0, description="|robust z| (median, MAD) against the round's participants"
+    )
+    min_federation: int = Field(4, ge=3, description="participants needed for a federation z")
+
+    @model_validator(mode="after")
+    def _history_fits_window(self) -> DriftConfig:
+        if self.min_history > self.window:
+            raise ValueError(f"min_history ({self.min_history}) exceeds window ({self.window})")
+        return self
+
+
 class RunConfig(_Frozen):
     seed: int = Field(0, ge=0)
     rounds: int = Field(50, ge=1)
@@ -282,6 +304,12 @@ class RunConfig(_Frozen):
     simulation: SimulationConfig = SimulationConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     store: StoreConfig = StoreConfig()
+    drift: DriftConfig = DriftConfig()
+    forgotten: tuple[str, ...] = Field(
+        (),
+        description="participants never sampled (`fedswarm models forget`): each round samples "
+        "from everyone and drops these, so the others' samples do not shift",
+    )
 
     @model_validator(mode="after")
     def _scaffold_needs_plain_sgd(self) -> RunConfig:

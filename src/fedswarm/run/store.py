@@ -29,7 +29,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,11 @@ from fedswarm.checkpoint import (
     encode_params,
     encode_state,
 )
+from fedswarm.contrib.drift import DriftRow
 from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.params import Params
 from fedswarm.reports import RecordError, RoundRecord, RoundReport
+from fedswarm.run import _drift as drift_table
 from fedswarm.run import _ledger as ledger
 from fedswarm.run._blobs import BlobError, BlobFolder, write_atomic
 from fedswarm.run._ledger import ClientRecord, Event
@@ -84,7 +86,7 @@ class RunStore:
         _refuse_foreign(path, text)
         try:
             with ledger.connect(path) as db:
-                db.executescript(ledger.SCHEMA)
+                db.executescript(ledger.SCHEMA + drift_table.SCHEMA)
                 run_id = _meta(db, "run_id", f"run-{uuid.uuid4().hex[:12]}")
                 if _meta(db, "config_sha256", config_sha256(config)) != config_sha256(config):
                     raise RunStoreError(_other_config(path, ledger.DATABASE))
@@ -149,11 +151,11 @@ class RunStore:
         memories: Mapping[ClientId, ClientMemory],
     ) -> None:
         """Record a completed round: its files first, then one transaction (the commit)."""
-        record = RoundRecord.from_report(report)
         version, resume = self._write(Checkpoint(state, memories))
         now = time.time()
         with ledger.connect(self.path) as db:
             parent = self._parent_of(db, state.round, report.round)
+            record = self._record(db, report)
             self._insert_version(db, state.round, version, parent, resume)
             db.execute(
                 "INSERT INTO rounds VALUES (?, ?, ?)",
@@ -215,6 +217,21 @@ class RunStore:
         write_metrics(self.path, self.records())
         return discarded
 
+    def forget(self, participant: ClientId, config: RunConfig) -> RunStore:
+        """This run under ``config``, which differs from this one only in forgetting
+        ``participant`` (``forgotten``); the store's config is replaced and the forgetting
+        recorded in the participant registry. Roll back before it first contributed first."""
+        if config.model_copy(update={"forgotten": self.config.forgotten}) != self.config:
+            raise RunStoreError("forget changes nothing of a run's config but `forgotten`")
+        with ledger.connect(self.path) as db:
+            last = int(db.execute(_LAST).fetchone()[0])
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'config_sha256'", (config_sha256(config),)
+            )
+            ledger.record_forgotten(db, participant, last, time.time())
+        write_atomic(self.path / "config.toml", dump_config(config).encode())
+        return RunStore(self.path, config, self.run_id)
+
     def records(self) -> list[RoundRecord]:
         """The committed rounds' records, in order."""
         with ledger.connect(self.path) as db:
@@ -261,6 +278,19 @@ class RunStore:
         """Write a round's version and state files (before its commit); their sha256s."""
         version = self._versions.put(encode_params(ckpt.state.params))
         return version, self._states.put(encode_state(ckpt))
+
+    def _record(self, db: sqlite3.Connection, report: RoundReport) -> RoundRecord:
+        """The round's record, with its drift flags (``drift/...``) when monitored."""
+        record = RoundRecord.from_report(report)
+        if not self.config.drift.enabled:
+            return record
+        flags = drift_table.record_drift(db, report, self.config.drift)
+        return replace(record, metrics={**record.metrics, **flags})
+
+    def drift(self) -> list[DriftRow]:
+        """Every committed round's drift rows (per participant and signal)."""
+        with ledger.connect(self.path) as db:
+            return drift_table.read_drift(db)
 
     def _parent_of(self, db: sqlite3.Connection, state_round: int, report_round: int) -> str:
         row = db.execute(_LAST).fetchone()
