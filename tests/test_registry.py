@@ -217,3 +217,20 @@ def test_forget_equals_a_run_that_never_had_the_participant(full_run: Path, tmp_
     assert len(rollbacks(open_run(copy))) == 1
     with pytest.raises(RunStoreError, match="forgotten already"):
         forget(copy, participant)
+
+
+def test_cli_forget_retrains_without_the_participant(full_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    _copy_run(full_run, copy)
+    participant = lineage(open_run(copy))[1].contributors[0]
+    result = CliRunner().invoke(
+        app, ["models", "forget", "--participant", participant, "--run", str(copy)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "retrained to round 4" in result.output
+    assert all(participant not in v.contributors for v in lineage(open_run(copy)))
+    again = CliRunner().invoke(
+        app, ["models", "forget", "--participant", participant, "--run", str(copy)]
+    )
+    assert again.exit_code == 1
+    assert "forgotten already" in again.output

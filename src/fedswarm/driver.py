@@ -35,6 +35,7 @@ class RoundPolicy:
     timeout_s: float | None = None
     evaluate_every: int = 1  # central/federated evaluation every k rounds and at the end
     federated_eval: Sampler | None = None  # who evaluates on local test data; None: nobody
+    keep_updates: bool = False  # hand each round's counted updates to ``on_round``
 
     def __post_init__(self) -> None:
         if self.min_replies < 1 or self.evaluate_every < 1:
@@ -78,7 +79,7 @@ def run_rounds(
         available = transport.available()  # may wait for participants: not round time
         start = time.perf_counter()
         result = pump(
-            fit_round(strategy, state, available, run, policy.min_replies),
+            fit_round(strategy, state, available, run, policy.min_replies, policy.keep_updates),
             transport,
             policy.timeout_s,
         )
@@ -99,6 +100,7 @@ def run_rounds(
                 replied=result.replied,
                 failures=result.failures,
                 clients=result.clients,
+                updates=result.updates,
             ),
         )
     return state

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from fedswarm.messages import ClientId, Failure
 from fedswarm.training import Evaluation
 
@@ -56,6 +58,8 @@ class RoundReport:
     failures: tuple[Failure, ...] = ()  # who failed and why (refusals included)
     metrics: Mapping[str, float] = field(default_factory=dict)  # ``namespace/name`` keys
     clients: Mapping[ClientId, ClientFitStats] = field(default_factory=dict)  # of ``replied``
+    # ``replied``'s updates (clients, dim) in that order, when the policy keeps them
+    updates: np.ndarray | None = field(default=None, compare=False)
 
 
 class RecordError(ValueError):

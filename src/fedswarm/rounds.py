@@ -72,6 +72,7 @@ class FitRoundResult:
     failures: tuple[Failure, ...]
     replied: tuple[ClientId, ...] = ()  # whose updates count, sorted (summary.scores' order)
     clients: Mapping[ClientId, ClientFitStats] = field(default_factory=dict)  # of ``replied``
+    updates: np.ndarray | None = None  # (replied, dim), when the round kept them
 
 
 def fit_round(
@@ -80,6 +81,7 @@ def fit_round(
     available: Sequence[ClientId],
     run: RunInfo,
     min_replies: int = 1,
+    keep_updates: bool = False,
 ) -> RoundProtocol:
     """Sample, instruct, collect, validate and aggregate one round."""
     requests = strategy.configure_fit(state, available, run)
@@ -91,6 +93,7 @@ def fit_round(
         update=strategy.client_update,
         weighting=strategy.weighting,
         accumulator=strategy.accumulator(state.params.dim),
+        keep_updates=keep_updates,
     )
     outcomes = yield Exchange(Stage.FIT, tuple(requests), fold=check)
     replies, failures = check.split(outcomes)
@@ -106,7 +109,8 @@ def fit_round(
     )
     replied = tuple(sorted(r.client_id for r in replies))
     stats = {cid: check.stats[cid] for cid in replied}
-    return FitRoundResult(new_state, summary, tuple(failures), replied, stats)
+    kept = np.stack([check.kept[c] for c in replied]) if keep_updates and replied else None
+    return FitRoundResult(new_state, summary, tuple(failures), replied, stats, kept)
 
 
 _FOLDED = np.zeros(0, np.float32)
@@ -130,6 +134,8 @@ class FitReplyCheck:
     accumulator: Accumulator | None = None
     _accepted: set[ClientId] = field(default_factory=set)
     stats: dict[ClientId, ClientFitStats] = field(default_factory=dict)  # of the accepted
+    keep_updates: bool = False  # keep each accepted update (in ``kept``) before folding it
+    kept: dict[ClientId, np.ndarray] = field(default_factory=dict)
     _made: dict[int, FitRes | Failure] = field(default_factory=dict)  # by id: what it made
 
     def __call__(self, o: Outcome) -> FitRes | Failure:
@@ -152,6 +158,8 @@ class FitReplyCheck:
         self._accepted.add(o.client_id)
         norm = float(np.linalg.norm(o.update.astype(np.float64)))
         self.stats[o.client_id] = ClientFitStats(o.train_loss, norm, o.num_examples)
+        if self.keep_updates:
+            self.kept[o.client_id] = o.update
         if self.accumulator is None:
             return o
         weight = 1.0 if self.weighting is Weighting.UNIFORM else float(o.num_examples)

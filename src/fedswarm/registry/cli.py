@@ -137,3 +137,18 @@ def models_forget(
         )
         final = simulate(done.store.config, run)
     console.print(f"retrained to round {final.round} ({final.params.sha256()[:12]})")
+
+
+@models_app.command("scores")
+def models_scores(run: RunOption = Path("runs/latest")) -> None:
+    """Per-participant contribution: leave-one-out and GTG-Shapley on each round's kept
+    updates ([store] keep_updates), valued by minus the central test loss, summed."""
+    from fedswarm.registry import open_run
+    from fedswarm.registry.scores import contributions, totals
+
+    with _errors():
+        summed = totals(contributions(open_run(run)))
+    table = Table("participant", "leave-one-out", "shapley")
+    for cid, (loo, phi) in summed.items():
+        table.add_row(cid, f"{loo:.6g}", f"{phi:.6g}")
+    console.print(table)

@@ -51,7 +51,7 @@ def discard_after(db: sqlite3.Connection, round_: int, sha256: str) -> list[int]
     rows = db.execute(
         "SELECT round, sha256 FROM versions WHERE round > ? ORDER BY round", (round_,)
     ).fetchall()
-    for table in ("drift", "lineage", "rounds", "versions"):
+    for table in ("drift", "lineage", "updates", "rounds", "versions"):
         db.execute(f"DELETE FROM {table} WHERE round > ?", (round_,))
     last = int(rows[-1][0]) if rows else round_
     discarded = json.dumps([[int(r), str(s)] for r, s in rows])

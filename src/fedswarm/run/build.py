@@ -113,6 +113,7 @@ def round_policy(config: RunConfig) -> RoundPolicy:
         min_replies=config.strategy.min_replies,
         timeout_s=config.strategy.deadline_s,
         evaluate_every=ev.every,
+        keep_updates=config.store.keep_updates,
         federated_eval=_forgetting(config, UniformSampler(clients_per_round=ev.federated_clients))
         if ev.federated_clients
         else None,

@@ -260,6 +260,11 @@ class StoreConfig(_Frozen):
         1, ge=0, description="keep every k-th round's model (round 0 too); 0: only the last"
     )
     keep_last: int = Field(2, ge=1, description="always keep the last k rounds' models")
+    keep_updates: bool = Field(
+        False,
+        description="keep each round's participant updates (content-addressed, "
+        "updates/<sha256>.safetensors: replied x dim float32) for contribution scores",
+    )
     keep_states: bool = Field(
         False,
         description="keep each kept version's resume state too (server optimiser, memories), "

@@ -51,6 +51,7 @@ from fedswarm.run._blobs import BlobError, BlobFolder, write_atomic
 from fedswarm.run._ledger import ClientRecord, Event
 from fedswarm.run._lineage import discard_after, insert_lineage
 from fedswarm.run._results import METRICS, metrics_line, write_metrics, write_results
+from fedswarm.run._updates import RoundUpdates, decode_updates, encode_updates
 from fedswarm.run.config import RunConfig, config_sha256, dump_config
 from fedswarm.strategy import ServerState
 
@@ -106,6 +107,10 @@ class RunStore:
         return BlobFolder(self.path / "versions")
 
     @property
+    def _updates(self) -> BlobFolder:
+        return BlobFolder(self.path / "updates")
+
+    @property
     def _states(self) -> BlobFolder:
         return BlobFolder(self.path / "states")
 
@@ -152,6 +157,7 @@ class RunStore:
     ) -> None:
         """Record a completed round: its files first, then one transaction (the commit)."""
         version, resume = self._write(Checkpoint(state, memories))
+        updates = self._write_updates(report)
         now = time.time()
         with ledger.connect(self.path) as db:
             parent = self._parent_of(db, state.round, report.round)
@@ -163,6 +169,8 @@ class RunStore:
             )
             ledger.record_outcomes(db, report, now)
             insert_lineage(db, state.round, report.replied, config_sha256(self.config))
+            if updates is not None:
+                db.execute("INSERT INTO updates VALUES (?, ?)", (state.round, updates))
             self._retain(db, state.round)
             needed = _needed(db, self.config.store.keep_states)
         self._sweep(*needed)
@@ -292,6 +300,30 @@ class RunStore:
         with ledger.connect(self.path) as db:
             return drift_table.read_drift(db)
 
+    def _write_updates(self, report: RoundReport) -> str | None:
+        if report.updates is None:
+            return None
+        weights = [report.clients[c].num_examples for c in report.replied]
+        return self._updates.put(encode_updates(report.replied, report.updates, weights))
+
+    def rounds_with_updates(self) -> list[int]:
+        with ledger.connect(self.path) as db:
+            return [int(r) for (r,) in db.execute("SELECT round FROM updates ORDER BY round")]
+
+    def round_updates(self, round_: int) -> RoundUpdates:
+        """Round ``round_``'s kept participant updates ([store] keep_updates)."""
+        with ledger.connect(self.path) as db:
+            row = db.execute("SELECT sha256 FROM updates WHERE round = ?", (round_,)).fetchone()
+        if row is None:
+            raise RunStoreError(
+                f"{self.path} kept no updates of round {round_}; set [store] keep_updates = true"
+            )
+        file = self._updates.file(str(row[0]))
+        try:
+            return decode_updates(self._updates.get(str(row[0])), str(file))
+        except (BlobError, ValueError) as exc:
+            raise RunStoreError(f"round {round_}'s updates: {exc}") from None
+
     def _parent_of(self, db: sqlite3.Connection, state_round: int, report_round: int) -> str:
         row = db.execute(_LAST).fetchone()
         if row is None:
@@ -320,6 +352,9 @@ class RunStore:
         """Remove the files no committed row needs (after the commit: never before)."""
         self._versions.keep_only(versions)
         self._states.keep_only(states)
+        with ledger.connect(self.path) as db:
+            kept = {str(s) for (s,) in db.execute("SELECT sha256 FROM updates")}
+        self._updates.keep_only(kept)
 
     def _find(self, ref: int | str) -> ModelVersion:
         versions = self.versions()
