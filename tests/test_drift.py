@@ -5,13 +5,11 @@ the run store's ``drift`` table, rolled back with the rounds."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from fedswarm.contrib import SIGNALS, DriftSettings, drift_metrics, drift_rows, robust_z
 from fedswarm.params import Params
@@ -25,6 +23,8 @@ from fedswarm.training import LocalTraining
 
 SETTINGS = DriftSettings(window=5, min_history=3, self_threshold=3.0, federation_threshold=3.5)
 IDS = [f"c{i}" for i in range(6)]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _stats(loss: float, norm: float) -> ClientFitStats:
@@ -117,15 +117,6 @@ def test_the_store_keeps_drift_rows_and_flags_them_in_metrics(tmp_path: Path) ->
     store.rollback(4)
     assert not [r for r in store.drift() if r.flagged]
     assert max(r.round for r in store.drift()) == 4
-
-
-@pytest.fixture(autouse=True)
-def _torch_globals() -> Iterator[None]:
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
 
 
 def test_a_digits_run_records_each_participants_loss_and_update_norm(tmp_path: Path) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
@@ -52,19 +50,12 @@ fraction = 0.5
 every = 4
 """
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def small(**store: Any) -> RunConfig:
     config = loads_config(SMALL)
     return config.model_copy(update={"store": StoreConfig(**store)})
-
-
-@pytest.fixture(autouse=True)
-def _torch_globals() -> Iterator[None]:
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
 
 
 @pytest.fixture(scope="module")
