@@ -5,6 +5,7 @@ deterministic kernels need for the CUDA tests, set before any test's first CUDA 
 and the per-test timeout's fallback when pytest-timeout is missing."""
 
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -42,3 +43,14 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if config.pluginmanager.hasplugin("timeout"):
         return None
     return "pytest-timeout is not installed: tests run without a timeout (pip install -e '.[dev]')"
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread (tiny models on a shared 2-core box run 5x faster), and undo
+    ``simulate``'s process-wide switch to deterministic algorithms."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)

@@ -44,7 +44,9 @@ FORBIDDEN: dict[str, set[str]] = {
     "simulation": {"run", "deploy", "transport.grpc", "security", "cli"},
     "secagg": {"run", "deploy", "transport.grpc", "simulation", "security", "cli", "pytorch"},
     "pytorch": {"run", "deploy", "simulation", "transport", "security", "cli"},
-    "run": {"deploy", "transport.grpc", "security", "cli"},
+    "run": {"deploy", "transport.grpc", "security", "cli", "registry"},
+    "registry": {"deploy", "transport.grpc", "security", "cli"},
+    "contrib": {"run", "registry", "deploy", "transport", "simulation", "security", "cli"},
     "deploy": {"cli", "dashboard"},
     "dashboard": {"cli", "transport", "simulation", "pytorch"},  # reads the store; a view
     # swarm peers reuse the core's strategies and rounds; the run layer builds them

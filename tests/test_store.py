@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from safetensors.numpy import save
 
 from fedswarm.algorithms.scaffold import CLIENT_CONTROL
@@ -61,15 +60,7 @@ def small_config(strategy: str = "fedavg", **changes: Any) -> RunConfig:
     return loads_config(SMALL.format(strategy=STRATEGIES[strategy])).model_copy(update=changes)
 
 
-@pytest.fixture(autouse=True)
-def _torch_globals() -> Iterator[None]:
-    """One intra-op thread (tiny models on a shared 2-core box run 5x faster), and undo
-    ``simulate``'s process-wide switch to deterministic algorithms."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class SimulatedCrashError(Exception):

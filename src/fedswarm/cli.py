@@ -27,6 +27,7 @@ from fedswarm.dashboard.options import (
     each,
     view,
 )
+from fedswarm.registry.cli import models_app
 from fedswarm.swarm.cli import ledger_app
 
 if TYPE_CHECKING:  # the CLI imports torch, sklearn and matplotlib only when a run starts
@@ -424,6 +425,7 @@ ca_app = typer.Typer(
 )
 app.add_typer(ca_app, name="ca")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(models_app, name="models")
 
 CaDirOption = Annotated[
     Path, typer.Option("--dir", help="CA directory (made by `fedswarm ca init`).")

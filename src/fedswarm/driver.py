@@ -27,8 +27,11 @@ __all__ = ["FitProtocol", "RoundPolicy", "pump", "run_rounds"]
 
 T = TypeVar("T")
 
-FitProtocol = Callable[[FitStrategy, ServerState, Sequence[ClientId], RunInfo, int], RoundProtocol]
-"""How a fit round runs: ``(strategy, state, available, run, min_replies) -> protocol``.
+FitProtocol = Callable[
+    [FitStrategy, ServerState, Sequence[ClientId], RunInfo, int, bool], RoundProtocol
+]
+"""How a fit round runs: ``(strategy, state, available, run, min_replies, keep_updates) ->
+protocol``.
 :func:`~fedswarm.rounds.fit_round` by default; secure aggregation runs its own."""
 
 
@@ -40,6 +43,7 @@ class RoundPolicy:
     timeout_s: float | None = None
     evaluate_every: int = 1  # central/federated evaluation every k rounds and at the end
     federated_eval: Sampler | None = None  # who evaluates on local test data; None: nobody
+    keep_updates: bool = False  # hand each round's counted updates to ``on_round``
 
     def __post_init__(self) -> None:
         if self.min_replies < 1 or self.evaluate_every < 1:
@@ -86,7 +90,7 @@ def run_rounds(
         available = transport.available()  # may wait for participants: not round time
         start = time.perf_counter()
         result = pump(
-            fit_protocol(strategy, state, available, run, policy.min_replies),
+            fit_protocol(strategy, state, available, run, policy.min_replies, policy.keep_updates),
             transport,
             policy.timeout_s,
         )
@@ -108,6 +112,8 @@ def run_rounds(
                 failures=result.failures,
                 metrics=score_metrics(result.summary.scores),
                 scores=result.summary.scores,
+                clients=result.clients,
+                updates=result.updates,
             ),
         )
     return state

@@ -30,7 +30,16 @@ import numpy as np
 from fedswarm.messages import ClientId, Failure
 from fedswarm.training import Evaluation
 
-__all__ = ["EvalScore", "RecordError", "RoundRecord", "RoundReport"]
+__all__ = ["ClientFitStats", "EvalScore", "RecordError", "RoundRecord", "RoundReport"]
+
+
+@dataclass(frozen=True)
+class ClientFitStats:
+    """What a round saw of one participant's counted update (drift monitoring uses it)."""
+
+    train_loss: float  # its local training loss
+    update_norm: float  # L2 norm of its update
+    num_examples: int
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,9 @@ class RoundReport:
     # The aggregator's per-participant scores (name -> one value per ``replied``, in its
     # order); arrays, so left out of ``==``. The run store keeps them, one row per value.
     scores: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False)
+    clients: Mapping[ClientId, ClientFitStats] = field(default_factory=dict)  # of ``replied``
+    # ``replied``'s updates (clients, dim) in that order, when the policy keeps them
+    updates: np.ndarray | None = field(default=None, compare=False)
 
 
 class RecordError(ValueError):

@@ -9,7 +9,7 @@ same kind, so one driver and one transport serve them all.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -27,6 +27,7 @@ from fedswarm.messages import (
     Stage,
 )
 from fedswarm.params import Params
+from fedswarm.reports import ClientFitStats
 from fedswarm.strategy import FitStrategy, FitSummary, RunInfo, ServerState
 from fedswarm.training import Evaluation
 from fedswarm.transport.base import Fold, Request
@@ -70,6 +71,8 @@ class FitRoundResult:
     summary: FitSummary
     failures: tuple[Failure, ...]
     replied: tuple[ClientId, ...] = ()  # whose updates count, sorted (summary.scores' order)
+    clients: Mapping[ClientId, ClientFitStats] = field(default_factory=dict)  # of ``replied``
+    updates: np.ndarray | None = None  # (replied, dim), when the round kept them
 
 
 def fit_round(
@@ -78,6 +81,7 @@ def fit_round(
     available: Sequence[ClientId],
     run: RunInfo,
     min_replies: int = 1,
+    keep_updates: bool = False,
 ) -> RoundProtocol:
     """Sample, instruct, collect, validate and aggregate one round."""
     requests = strategy.configure_fit(state, available, run)
@@ -89,6 +93,7 @@ def fit_round(
         update=strategy.client_update,
         weighting=strategy.weighting,
         accumulator=strategy.accumulator(state.params.dim),
+        keep_updates=keep_updates,
     )
     outcomes = yield Exchange(Stage.FIT, tuple(requests), fold=check)
     replies, failures = check.split(outcomes)
@@ -103,7 +108,9 @@ def fit_round(
         state, replies, num_clients=len(available), run=run, summed=summed
     )
     replied = tuple(sorted(r.client_id for r in replies))
-    return FitRoundResult(new_state, summary, tuple(failures), replied)
+    stats = {cid: check.stats[cid] for cid in replied}
+    kept = np.stack([check.kept[c] for c in replied]) if keep_updates and replied else None
+    return FitRoundResult(new_state, summary, tuple(failures), replied, stats, kept)
 
 
 _FOLDED = np.zeros(0, np.float32)
@@ -126,6 +133,9 @@ class FitReplyCheck:
     weighting: Weighting = Weighting.EXAMPLES
     accumulator: Accumulator | None = None
     _accepted: set[ClientId] = field(default_factory=set)
+    stats: dict[ClientId, ClientFitStats] = field(default_factory=dict)  # of the accepted
+    keep_updates: bool = False  # keep each accepted update (in ``kept``) before folding it
+    kept: dict[ClientId, np.ndarray] = field(default_factory=dict)
     _made: dict[int, FitRes | Failure] = field(default_factory=dict)  # by id: what it made
 
     def __call__(self, o: Outcome) -> FitRes | Failure:
@@ -146,6 +156,10 @@ class FitReplyCheck:
             none = "trained on no examples"
             return Failure.refused(o.client_id, o.round, Stage.FIT, Refusal.NO_EXAMPLES, none)
         self._accepted.add(o.client_id)
+        norm = float(np.linalg.norm(o.update.astype(np.float64)))
+        self.stats[o.client_id] = ClientFitStats(o.train_loss, norm, o.num_examples)
+        if self.keep_updates:
+            self.kept[o.client_id] = o.update
         if self.accumulator is None:
             return o
         weight = 1.0 if self.weighting is Weighting.UNIFORM else float(o.num_examples)

@@ -11,7 +11,7 @@ import numpy as np
 
 from fedswarm.messages import ClientId
 
-__all__ = ["Sampler", "UniformSampler"]
+__all__ = ["ForgettingSampler", "Sampler", "UniformSampler"]
 
 
 class Sampler(Protocol):
@@ -51,3 +51,17 @@ class UniformSampler:
         pool = sorted(available)
         picked = rng.choice(len(pool), size=self.count(len(pool)), replace=False)
         return sorted(pool[i] for i in picked)
+
+
+@dataclass(frozen=True)
+class ForgettingSampler:
+    """``inner``'s sample of every participant (``forgotten`` ones included, available or
+    not), less the forgotten: the others' sampled sets are exactly those of the run that
+    still had them, so a run that forgets a participant matches one that never had it."""
+
+    inner: Sampler
+    forgotten: frozenset[ClientId]
+
+    def sample(self, available: Sequence[ClientId], rng: np.random.Generator) -> list[ClientId]:
+        everyone = sorted({*available, *self.forgotten})
+        return [c for c in self.inner.sample(everyone, rng) if c not in self.forgotten]

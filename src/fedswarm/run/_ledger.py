@@ -8,7 +8,9 @@ point. Tables:
   version file, its parent's, whether the file is kept, and its resume state's sha256;
 - ``rounds``: each completed round's record (a ``metrics.jsonl`` line);
 - ``clients`` and ``events``: every participant seen, its counted updates, failures and
-  refusals, and each failure and refusal with its reason.
+  refusals, and each failure and refusal with its reason;
+- ``lineage``: each version's contributors (its round's ``replied``), config hash and code
+  version; ``rollbacks``: each rollback, with the rounds it discarded (``fedswarm.registry``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "read_clients",
     "read_events",
     "read_scores",
+    "record_forgotten",
     "record_outcomes",
     "record_refusals",
     "record_scores",
@@ -57,6 +60,13 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS scores (
     round INTEGER NOT NULL, client_id TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (round, client_id, name));
+CREATE TABLE IF NOT EXISTS lineage (
+    round INTEGER PRIMARY KEY, contributors TEXT NOT NULL, config_sha256 TEXT NOT NULL,
+    code_version TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS updates (round INTEGER PRIMARY KEY, sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollbacks (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, from_round INTEGER NOT NULL,
+    to_round INTEGER NOT NULL, to_sha256 TEXT NOT NULL, discarded TEXT NOT NULL);
 """
 _EVENT = "INSERT INTO events (at, round, client_id, kind, reason) VALUES (?, ?, ?, ?, ?)"
 _COUNT = {
@@ -83,7 +93,7 @@ class Event:
 
     round: int
     client_id: ClientId
-    kind: str  # "failure" or "refusal"
+    kind: str  # "failure", "refusal" or "forgotten"
     reason: str
 
 
@@ -162,6 +172,15 @@ def record_refusals(
         touch(db, [cid], now)
         db.execute(_COUNT["refused outside a round"], (cid,))
         db.execute(_EVENT, (now, round_, cid, "refusal", reason))
+
+
+def record_forgotten(
+    db: sqlite3.Connection, participant: ClientId, round_: int, now: float
+) -> None:
+    """A participant forgotten at its request: the rounds after ``round_`` retrain without it."""
+    touch(db, [participant], now)
+    why = f"forgotten: rounds after {round_} are retrained without it"
+    db.execute(_EVENT, (now, round_, participant, "forgotten", why))
 
 
 def read_clients(db: sqlite3.Connection) -> list[ClientRecord]:

@@ -37,7 +37,7 @@ from fedswarm.run.experiment import Experiment
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
 from fedswarm.run.robust import fltrust_root, with_attack
-from fedswarm.sampling import UniformSampler
+from fedswarm.sampling import ForgettingSampler, Sampler, UniformSampler
 from fedswarm.secagg import KINDS as SECAGG_KINDS
 from fedswarm.secagg import KeyBinding, secagg_handlers
 from fedswarm.secagg._types import Verify
@@ -99,7 +99,7 @@ def local_training(config: RunConfig) -> LocalTraining:
 def build_strategy(config: RunConfig, root: ReferenceUpdate | None = None) -> Strategy:
     """``root``: FLTrust's update at the coordinator (:func:`fedswarm.run.robust.fltrust_root`)."""
     s = config.strategy
-    sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
+    sampler = _forgetting(config, UniformSampler(s.fraction, s.min_clients, s.clients_per_round))
     strategy = _algorithm(s, local_training(config), sampler)
     strategy = replace(strategy, aggregator=build_aggregator(config.aggregator, root))
     if s.clip_norm is not None:
@@ -107,7 +107,13 @@ def build_strategy(config: RunConfig, root: ReferenceUpdate | None = None) -> St
     return strategy
 
 
-def _algorithm(s: StrategyConfig, training: LocalTraining, sampler: UniformSampler) -> Strategy:
+def _forgetting(config: RunConfig, sampler: UniformSampler) -> Sampler:
+    if not config.forgotten:
+        return sampler
+    return ForgettingSampler(sampler, frozenset(config.forgotten))
+
+
+def _algorithm(s: StrategyConfig, training: LocalTraining, sampler: Sampler) -> Strategy:
     match s:  # the presets hold each algorithm's composition; config only picks one
         case FedAvgConfig():
             return fedavg(training, sampler, s.weighting)
@@ -155,7 +161,8 @@ def round_policy(config: RunConfig) -> RoundPolicy:
         min_replies=config.strategy.min_replies,
         timeout_s=config.strategy.deadline_s,
         evaluate_every=ev.every,
-        federated_eval=UniformSampler(clients_per_round=ev.federated_clients)
+        keep_updates=config.store.keep_updates,
+        federated_eval=_forgetting(config, UniformSampler(clients_per_round=ev.federated_clients))
         if ev.federated_clients
         else None,
     )

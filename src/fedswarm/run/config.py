@@ -41,6 +41,7 @@ __all__ = [
     "DataConfig",
     "DatasetName",
     "DeviceKind",
+    "DriftConfig",
     "EvaluationConfig",
     "FedAvgConfig",
     "FedAvgMConfig",
@@ -262,11 +263,42 @@ class StoreConfig(_Frozen):
         1, ge=0, description="keep every k-th round's model (round 0 too); 0: only the last"
     )
     keep_last: int = Field(2, ge=1, description="always keep the last k rounds' models")
+    keep_updates: bool = Field(
+        False,
+        description="keep each round's participant updates (content-addressed, "
+        "updates/<sha256>.safetensors: replied x dim float32) for contribution scores",
+    )
+    keep_states: bool = Field(
+        False,
+        description="keep each kept version's resume state too (server optimiser, memories), "
+        "so `fedswarm models rollback` can continue from it; else only the last round's",
+    )
 
     def keeps(self, round_: int, last: int) -> bool:
         """Whether round ``round_``'s version is kept once round ``last`` is committed."""
         every = self.keep_every > 0 and round_ % self.keep_every == 0
         return every or round_ > last - self.keep_last
+
+
+class DriftConfig(_Frozen):
+    """Drift monitoring: each participant's train loss and update norm against its own
+    history and the round's federation; flags go to the round's metrics (``drift/...``)
+    and the run store's ``drift`` table."""
+
+    enabled: bool = True
+    window: int = Field(10, ge=2, description="rounds of a participant's own history compared")
+    min_history: int = Field(3, ge=2, description="past rounds needed for a self z-score")
+    self_threshold: float = Field(3.0, gt=0, description="|z| against its own history that flags")
+    federation_threshold: float = Field(
+        3.5, gt=0, description="|robust z| (median, MAD) against the round's participants"
+    )
+    min_federation: int = Field(4, ge=3, description="participants needed for a federation z")
+
+    @model_validator(mode="after")
+    def _history_fits_window(self) -> DriftConfig:
+        if self.min_history > self.window:
+            raise ValueError(f"min_history ({self.min_history}) exceeds window ({self.window})")
+        return self
 
 
 class RunConfig(_Frozen):
@@ -284,6 +316,13 @@ class RunConfig(_Frozen):
     aggregator: AggregatorConfig = MeanOptions()  # options of strategy.aggregator
     attack: AttackConfig | None = None  # simulated Byzantine participants (a test tool)
     secure_aggregation: SecureAggregationConfig | None = None
+
+    drift: DriftConfig = DriftConfig()
+    forgotten: tuple[str, ...] = Field(
+        (),
+        description="participants never sampled (`fedswarm models forget`): each round samples "
+        "from everyone and drops these, so the others' samples do not shift",
+    )
 
     @model_validator(mode="after")
     def _robust_limits(self) -> RunConfig:
@@ -307,6 +346,11 @@ class RunConfig(_Frozen):
                 "[secure_aggregation] gives the coordinator only the sum of the updates, but "
                 f"strategy.aggregator = {self.strategy.aggregator.value!r} needs each update: "
                 "use strategy.aggregator = 'mean' or drop [secure_aggregation]"
+            )
+        if self.store.keep_updates:
+            raise ValueError(
+                "[secure_aggregation] gives the coordinator only the sum of the updates, but "
+                "store.keep_updates = true keeps each one: set it false"
             )
         return self
 

@@ -29,7 +29,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,17 @@ from fedswarm.checkpoint import (
     encode_params,
     encode_state,
 )
+from fedswarm.contrib.drift import DriftRow
 from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.params import Params
 from fedswarm.reports import RecordError, RoundRecord, RoundReport
+from fedswarm.run import _drift as drift_table
 from fedswarm.run import _ledger as ledger
 from fedswarm.run._blobs import BlobError, BlobFolder, write_atomic
 from fedswarm.run._ledger import ClientRecord, Event, Score
+from fedswarm.run._lineage import discard_after, insert_lineage
 from fedswarm.run._results import METRICS, metrics_line, write_metrics, write_results
+from fedswarm.run._updates import RoundUpdates, decode_updates, encode_updates
 from fedswarm.run.config import RunConfig, config_sha256, dump_config
 from fedswarm.strategy import ServerState
 
@@ -83,7 +87,7 @@ class RunStore:
         _refuse_foreign(path, text)
         try:
             with ledger.connect(path) as db:
-                db.executescript(ledger.SCHEMA)
+                db.executescript(ledger.SCHEMA + drift_table.SCHEMA)
                 run_id = _meta(db, "run_id", f"run-{uuid.uuid4().hex[:12]}")
                 if _meta(db, "config_sha256", config_sha256(config)) != config_sha256(config):
                     raise RunStoreError(_other_config(path, ledger.DATABASE))
@@ -101,6 +105,10 @@ class RunStore:
     @property
     def _versions(self) -> BlobFolder:
         return BlobFolder(self.path / "versions")
+
+    @property
+    def _updates(self) -> BlobFolder:
+        return BlobFolder(self.path / "updates")
 
     @property
     def _states(self) -> BlobFolder:
@@ -136,7 +144,8 @@ class RunStore:
             if db.execute(_LAST).fetchone() is not None:
                 raise RunStoreError(f"{self.path} has begun already; resume from latest()")
             self._insert_version(db, 0, version, None, state)
-            needed = _needed(db)
+            insert_lineage(db, 0, [], config_sha256(self.config))
+            needed = _needed(db, self.config.store.keep_states)
         self._sweep(*needed)
         return Checkpoint(initial, {})
 
@@ -147,11 +156,12 @@ class RunStore:
         memories: Mapping[ClientId, ClientMemory],
     ) -> None:
         """Record a completed round: its files first, then one transaction (the commit)."""
-        record = RoundRecord.from_report(report)
         version, resume = self._write(Checkpoint(state, memories))
+        updates = self._write_updates(report)
         now = time.time()
         with ledger.connect(self.path) as db:
             parent = self._parent_of(db, state.round, report.round)
+            record = self._record(db, report)
             self._insert_version(db, state.round, version, parent, resume)
             db.execute(
                 "INSERT INTO rounds VALUES (?, ?, ?)",
@@ -159,8 +169,11 @@ class RunStore:
             )
             ledger.record_outcomes(db, report, now)
             ledger.record_scores(db, report)
+            insert_lineage(db, state.round, report.replied, config_sha256(self.config))
+            if updates is not None:
+                db.execute("INSERT INTO updates VALUES (?, ?)", (state.round, updates))
             self._retain(db, state.round)
-            needed = _needed(db)
+            needed = _needed(db, self.config.store.keep_states)
         self._sweep(*needed)
         with open(self.path / METRICS, "a", encoding="utf-8") as f:
             f.write(metrics_line(record))  # a view: open() rewrites it from the database
@@ -185,6 +198,48 @@ class RunStore:
             return decode_params(self._versions.get(version.sha256), str(file))
         except (BlobError, CheckpointError) as exc:
             raise RunStoreError(f"round {version.round}'s model version: {exc}") from None
+
+    def resumable(self) -> list[int]:
+        """The rounds whose resume state is kept (the last; every kept one under
+        ``[store] keep_states``): those a rollback can continue from."""
+        with ledger.connect(self.path) as db:
+            _, states = _needed(db, self.config.store.keep_states)
+            rows = db.execute("SELECT round, state FROM versions WHERE kept = 1").fetchall()
+        return sorted(int(r) for r, s in rows if s in states)
+
+    def rollback(self, ref: int | str) -> list[int]:
+        """Make version ``ref`` the last committed round, so the run continues from it;
+        the later rounds are discarded and the rollback recorded (``rollbacks`` table).
+        Returns the discarded rounds. Only a :meth:`resumable` round can be rolled back to."""
+        version = self._find(ref)
+        resumable = self.resumable()
+        if version.round not in resumable:
+            raise RunStoreError(
+                f"round {version.round} of {self.path} has no kept resume state (rounds with "
+                f"one: {resumable}); set [store] keep_states = true to roll back to any kept "
+                "version"
+            )
+        with ledger.connect(self.path) as db:
+            discarded = discard_after(db, version.round, version.sha256)
+            needed = _needed(db, self.config.store.keep_states)
+        self._sweep(*needed)
+        write_metrics(self.path, self.records())
+        return discarded
+
+    def forget(self, participant: ClientId, config: RunConfig) -> RunStore:
+        """This run under ``config``, which differs from this one only in forgetting
+        ``participant`` (``forgotten``); the store's config is replaced and the forgetting
+        recorded in the participant registry. Roll back before it first contributed first."""
+        if config.model_copy(update={"forgotten": self.config.forgotten}) != self.config:
+            raise RunStoreError("forget changes nothing of a run's config but `forgotten`")
+        with ledger.connect(self.path) as db:
+            last = int(db.execute(_LAST).fetchone()[0])
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'config_sha256'", (config_sha256(config),)
+            )
+            ledger.record_forgotten(db, participant, last, time.time())
+        write_atomic(self.path / "config.toml", dump_config(config).encode())
+        return RunStore(self.path, config, self.run_id)
 
     def records(self) -> list[RoundRecord]:
         """The committed rounds' records, in order."""
@@ -238,6 +293,43 @@ class RunStore:
         version = self._versions.put(encode_params(ckpt.state.params))
         return version, self._states.put(encode_state(ckpt))
 
+    def _record(self, db: sqlite3.Connection, report: RoundReport) -> RoundRecord:
+        """The round's record, with its drift flags (``drift/...``) when monitored."""
+        record = RoundRecord.from_report(report)
+        if not self.config.drift.enabled:
+            return record
+        flags = drift_table.record_drift(db, report, self.config.drift)
+        return replace(record, metrics={**record.metrics, **flags})
+
+    def drift(self) -> list[DriftRow]:
+        """Every committed round's drift rows (per participant and signal)."""
+        with ledger.connect(self.path) as db:
+            return drift_table.read_drift(db)
+
+    def _write_updates(self, report: RoundReport) -> str | None:
+        if report.updates is None:
+            return None
+        weights = [report.clients[c].num_examples for c in report.replied]
+        return self._updates.put(encode_updates(report.replied, report.updates, weights))
+
+    def rounds_with_updates(self) -> list[int]:
+        with ledger.connect(self.path) as db:
+            return [int(r) for (r,) in db.execute("SELECT round FROM updates ORDER BY round")]
+
+    def round_updates(self, round_: int) -> RoundUpdates:
+        """Round ``round_``'s kept participant updates ([store] keep_updates)."""
+        with ledger.connect(self.path) as db:
+            row = db.execute("SELECT sha256 FROM updates WHERE round = ?", (round_,)).fetchone()
+        if row is None:
+            raise RunStoreError(
+                f"{self.path} kept no updates of round {round_}; set [store] keep_updates = true"
+            )
+        file = self._updates.file(str(row[0]))
+        try:
+            return decode_updates(self._updates.get(str(row[0])), str(file))
+        except (BlobError, ValueError) as exc:
+            raise RunStoreError(f"round {round_}'s updates: {exc}") from None
+
     def _parent_of(self, db: sqlite3.Connection, state_round: int, report_round: int) -> str:
         row = db.execute(_LAST).fetchone()
         if row is None:
@@ -266,6 +358,9 @@ class RunStore:
         """Remove the files no committed row needs (after the commit: never before)."""
         self._versions.keep_only(versions)
         self._states.keep_only(states)
+        with ledger.connect(self.path) as db:
+            kept = {str(s) for (s,) in db.execute("SELECT sha256 FROM updates")}
+        self._updates.keep_only(kept)
 
     def _find(self, ref: int | str) -> ModelVersion:
         versions = self.versions()
@@ -284,11 +379,14 @@ class RunStore:
         return found[-1]  # the same model reached twice: the later round
 
 
-def _needed(db: sqlite3.Connection) -> tuple[set[str], set[str]]:
-    """The files committed rows need: kept versions, and the last round's state."""
-    kept = {str(s) for (s,) in db.execute("SELECT sha256 FROM versions WHERE kept = 1")}
+def _needed(db: sqlite3.Connection, keep_states: bool) -> tuple[set[str], set[str]]:
+    """The files committed rows need: kept versions, and the last round's state (every kept
+    version's state under ``keep_states``)."""
+    rows = db.execute("SELECT sha256, state FROM versions WHERE kept = 1").fetchall()
+    kept = {str(s) for s, _ in rows}
     last = db.execute(_LAST).fetchone()
-    return kept, ({str(last[2])} if last else set())
+    states = {str(last[2])} if last else set()
+    return kept, states | ({str(st) for _, st in rows} if keep_states else set())
 
 
 def _meta(db: sqlite3.Connection, key: str, default: str) -> str:

@@ -73,7 +73,13 @@ class SecureFitRound:
         available: Sequence[ClientId],
         run: RunInfo,
         min_replies: int = 1,
+        keep_updates: bool = False,
     ) -> RoundProtocol:
+        if keep_updates:
+            raise ValueError(
+                "[secure_aggregation] gives the coordinator only the sum of the updates, but "
+                "store.keep_updates = true asks it to keep each one: set it false"
+            )
         if strategy.accumulator(state.params.dim) is None:
             what = getattr(strategy, "aggregator", strategy)  # only to name it
             raise ValueError(
