@@ -282,7 +282,7 @@ def test_a_killed_peer_restarts_catches_up_and_contributes_again(
     victim = "peer-00003"
     wait_for(obs, lambda led: victim in led.view.round(1).attestations, 180)
     s.kill(victim)
-    wait_for(obs, lambda led: led.view.round(2).close is not None, 60)
+    wait_for(obs, lambda led: led.view.round(2).close is not None, 180)
     obs.client.close()
     s.start(victim)
     s.wait_all(300)
