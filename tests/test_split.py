@@ -1,0 +1,176 @@
+"""Split learning against its oracles: cutting, centralised training, FedAvg, the labels."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import split_helpers as h
+from fedswarm.aggregation.mean import weighted_mean
+from fedswarm.messages import Outcome
+from fedswarm.pytorch.learner import TorchLearner, batch_indices, make_optimizer
+from fedswarm.pytorch.models import CNN, CharLSTM
+from fedswarm.pytorch.params import flat_tensor, load_params
+from fedswarm.seeding import client_seed
+from fedswarm.simulation.memory import InMemoryTransport
+from fedswarm.split import CODEC, CutError, SplitMode, SplitPlan, SplitProtocol, cut_model
+from fedswarm.split.cut import default_cuts
+from fedswarm.split.messages import HeadRes, StepRes
+from fedswarm.strategy import RunInfo
+from fedswarm.training import GradientCorrection, LocalTraining, OptimizerKind
+from fedswarm.transport.base import Request
+
+RUN = RunInfo("split-test", 3)
+
+
+def _sgd(**kw: object) -> LocalTraining:
+    return LocalTraining(**{"batch_size": 8, "lr": 0.1, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("model", "u_shaped", "expected"),
+    [
+        (h.MODEL(), False, ("net.2", None)),
+        (h.MODEL(), True, ("net.2", "net.5")),
+        (CNN(1, 8, (2, 3), 5, 4), True, ("features.2", "head.3")),
+        (CharLSTM(10, 4, 6, 1), True, ("embed", "head")),
+    ],
+)
+def test_built_in_models_cut_by_default_into_parts_that_compose_to_the_model(
+    model: nn.Module, u_shaped: bool, expected: tuple[str, str | None]
+) -> None:
+    cuts = default_cuts(model, u_shaped)
+    assert cuts == expected
+    parts = cut_model(model, *cuts)
+    x = torch.randint(0, 10, (3, 5)) if isinstance(model, CharLSTM) else torch.randn(3, 1, 8, 8)
+    if isinstance(model, type(h.MODEL())):
+        x = torch.randn(3, h.FEATURES)
+    with torch.no_grad():
+        assert torch.equal(parts.full()(x), model(x))
+    whole = np.concatenate(
+        [flat_tensor(p) for p in (parts.bottom, parts.trunk, parts.head) if p is not None]
+    )
+    assert np.array_equal(whole, flat_tensor(model))  # the parts' state is the model's, in order
+    shared = {id(p) for p in model.parameters()} & {id(p) for p in parts.full().parameters()}
+    assert not shared  # copies: training a part leaves the model as it was
+
+
+def test_a_cut_that_does_not_fit_names_the_layers() -> None:
+    with pytest.raises(CutError, match=r"'net\.9' is not a layer.*'net\.0'"):
+        cut_model(h.MODEL(), "net.9")
+    with pytest.raises(CutError, match="last layer"):
+        cut_model(h.MODEL(), "net.5")
+    with pytest.raises(CutError, match="comes before"):
+        cut_model(h.MODEL(), "net.3", "net.1")
+
+
+def _centralised(training: LocalTraining, epochs: int) -> np.ndarray:
+    """The uncut model trained on the participant's batches, in the same order."""
+    torch.manual_seed(0)
+    model = h.MODEL()
+    load_params(model, TorchLearner(h.MODEL).init_params(0))
+    data = h.local_data("p0").train
+    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    optimizer = make_optimizer(list(model.parameters()), training)
+    for rnd in range(1, epochs + 1):
+        for idx in batch_indices(len(data), training, client_seed(RUN.seed, rnd, "p0")):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+    return flat_tensor(model)
+
+
+@pytest.mark.parametrize("mode", [SplitMode.VANILLA, SplitMode.U_SHAPED])
+@pytest.mark.parametrize(
+    "training",
+    [_sgd(momentum=0.9, weight_decay=1e-3), _sgd(optimizer=OptimizerKind.ADAM, lr=0.01)],
+    ids=["sgd-momentum", "adam"],
+)
+def test_one_participant_equals_centralised_training_of_the_uncut_model(
+    mode: SplitMode, training: LocalTraining
+) -> None:
+    head = "net.5" if mode is SplitMode.U_SHAPED else None
+    plan = SplitPlan.cutting(h.MODEL, "net.2", head)
+    protocol = SplitProtocol(plan, mode, training)
+    start = protocol.initial_state(TorchLearner(h.MODEL).init_params(0))
+    final = protocol.run_rounds(h.transport(plan, 1), start, rounds=3, run=RUN)
+    expected = _centralised(training, 3)
+    assert final.round == 3
+    assert not np.array_equal(final.params.flat, start.params.flat)
+    # The optimiser states travel with the parts: three epochs, one optimiser, as centralised.
+    np.testing.assert_allclose(final.params.flat, expected, rtol=0, atol=1e-6)
+
+
+class Recording(InMemoryTransport):
+    """Keeps every reply the coordinator receives."""
+
+    received: list[Outcome]
+
+    def exchange(self, requests: Sequence[Request], **kw: object) -> list[Outcome]:
+        out = super().exchange(requests, **kw)  # type: ignore[arg-type]
+        self.__dict__.setdefault("received", []).extend(out)
+        return list(out)
+
+
+def test_u_shaped_the_server_receives_no_labels_and_no_head_output() -> None:
+    plan = SplitPlan.cutting(h.MODEL, "net.2", "net.5")
+    protocol = SplitProtocol(plan, SplitMode.U_SHAPED, _sgd(), batches_per_exchange=2)
+    ids = ["p0", "p1"]
+    transport = Recording(ids, h.Participants(plan), kinds=protocol.kinds)
+    protocol.run_rounds(
+        transport, protocol.initial_state(TorchLearner(h.MODEL).init_params(0)), rounds=1, run=RUN
+    )
+    steps = [o for o in transport.received if isinstance(o, StepRes)]
+    heads = [o for o in transport.received if isinstance(o, HeadRes)]
+    assert steps
+    assert heads
+    assert len(transport.received) == len(steps) + len(heads)
+    assert all(s.labels == () for s in steps)
+    hidden = 16  # the cut: after the first hidden layer's ReLU
+    assert all(a.shape[1] == hidden for s in steps for a in s.activations)
+    # what comes back from the head is d loss / d trunk output (width 8), never logits (4)
+    assert all(g.shape[1] == 8 for r in heads for g in r.grads)
+    for reply in transport.received:  # and on the wire: no integer tensor, no logits' width
+        data = CODEC.encode(reply)
+        header = json.loads(data[8 : 8 + int.from_bytes(data[4:8], "little")])
+        assert all(row["dtype"] == "float32" for row in header["tensors"])
+        assert all(row["shape"][-1] != h.CLASSES for row in header["tensors"])
+
+
+def _fedavg(
+    start: np.ndarray, clients: list[str], training: LocalTraining, rounds: int
+) -> np.ndarray:
+    learner, params = TorchLearner(h.MODEL), TorchLearner(h.MODEL).init_params(0).replace(start)
+    for rnd in range(1, rounds + 1):
+        fits = [
+            learner.fit(
+                params,
+                h.local_data(c).train,
+                training,
+                GradientCorrection(),
+                client_seed(RUN.seed, rnd, c),
+            )
+            for c in clients
+        ]
+        weights = np.array([f.num_examples for f in fits], np.float64)
+        params = params.replace(weighted_mean(np.stack([f.params for f in fits]), weights))
+    return params.flat
+
+
+@pytest.mark.parametrize("mode", [SplitMode.SPLITFED_V1, SplitMode.SPLITFED_V2])
+def test_splitfed_with_an_identity_server_part_equals_fedavg(mode: SplitMode) -> None:
+    plan = SplitPlan(h.IdentityServer())
+    training = _sgd()
+    protocol = SplitProtocol(plan, mode, training)
+    start = protocol.initial_state(TorchLearner(h.MODEL).init_params(0))
+    transport = h.transport(plan, 3)
+    final = protocol.run_rounds(transport, start, rounds=2, run=RUN)
+    expected = _fedavg(start.params.flat, ["p0", "p1", "p2"], training, 2)
+    assert not np.array_equal(final.params.flat, start.params.flat)
+    np.testing.assert_allclose(final.params.flat, expected, rtol=0, atol=1e-6)
