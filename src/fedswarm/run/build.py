@@ -28,14 +28,16 @@ from fedswarm.run.config import (
 )
 from fedswarm.run.experiment import Experiment
 from fedswarm.run.models import model_factory
+from fedswarm.run.paradigm import Federated, Paradigm
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
 from fedswarm.sampling import UniformSampler
 from fedswarm.server_opt import AdaptiveRule
+from fedswarm.split.build import split_protocol
 from fedswarm.strategy import RunInfo, Strategy
 from fedswarm.training import LocalTraining
 from fedswarm.transforms import ClipNorm
 
-__all__ = ["build", "build_strategy", "data_spec", "round_policy"]
+__all__ = ["build", "build_strategy", "data_spec", "paradigm", "round_policy"]
 
 
 def build_strategy(config: RunConfig) -> Strategy:
@@ -115,6 +117,8 @@ def _backend(config: RunConfig, model_fn: Callable[[], nn.Module]) -> tuple[Back
     kind = config.simulation.backend
     if kind is not BackendKind.VECTORIZED:
         return kind, ""
+    if config.split is not None:
+        return BackendKind.SEQUENTIAL, "split learning has no fit rounds to vectorise; sequential"
     if (why := vectorizable(model_fn)) is not None:
         return BackendKind.SEQUENTIAL, f"vectorized backend not used: {why}; running sequential"
     return kind, ""
@@ -125,20 +129,36 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
     dataset = configured_dataset(spec)
     model_fn = model_factory(config.model, dataset)
     backend, note = _backend(config, model_fn)
+    strategy = build_strategy(config)
+    rounds = paradigm(config, strategy, model_fn)
     clients = ConfiguredClients(
         spec,
         config.model,
         vectorized=backend is BackendKind.VECTORIZED,
         max_clients_per_chunk=config.simulation.max_clients_per_chunk,
+        handlers=rounds.handlers,
     )
     return Experiment(
         config=config,
         dataset=dataset,
         learner=TorchLearner(model_fn),
-        strategy=build_strategy(config),
+        strategy=strategy,
         policy=round_policy(config),
         run=RunInfo(run_id, config.seed),
         clients=clients,
         backend=backend,
         notes=(note,) if note else (),
+        paradigm=rounds,
     )
+
+
+def paradigm(config: RunConfig, strategy: Strategy, model_fn: Callable[[], nn.Module]) -> Paradigm:
+    """Split learning if the config has ``[split]``, else federated rounds of ``strategy``."""
+    if config.split is None:
+        return Federated(strategy)
+    c = config.client
+    training = LocalTraining(
+        batch_size=c.batch_size, lr=c.lr, epochs=1, optimizer=c.optimizer,
+        momentum=c.momentum, weight_decay=c.weight_decay,
+    )  # fmt: skip
+    return split_protocol(config.split, training, model_fn)

@@ -27,6 +27,8 @@ from pydantic import (
 from fedswarm.aggregation import Weighting
 from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
+from fedswarm.split.config import SplitConfig
+from fedswarm.split.driver import SplitMode
 from fedswarm.training import OptimizerKind
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "RunConfig",
     "ScaffoldConfig",
     "SimulationConfig",
+    "SplitConfig",
     "StoreConfig",
     "StrategyConfig",
     "config_sha256",
@@ -253,6 +256,22 @@ class RunConfig(_Frozen):
     simulation: SimulationConfig = SimulationConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     store: StoreConfig = StoreConfig()
+    split: SplitConfig | None = None  # set: split learning instead of federated rounds
+
+    @model_validator(mode="after")
+    def _split_fits(self) -> RunConfig:
+        s, c = self.split, self.client
+        if s is None:
+            return self
+        if c.steps is not None or c.epochs != 1:
+            raise ValueError("split learning's round is one epoch: set client.epochs = 1")
+        short = self.model.name is ModelName.MLP and len(self.model.hidden) < 2
+        if s.mode is SplitMode.U_SHAPED and s.cut is None and short:
+            raise ValueError(
+                "split mode 'u_shaped' cuts the mlp after its first hidden block and before "
+                "its output layer, leaving the server nothing: give model.hidden two layers"
+            )
+        return self
 
     @model_validator(mode="after")
     def _scaffold_needs_plain_sgd(self) -> RunConfig:

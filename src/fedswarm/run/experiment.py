@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from fedswarm.checkpoint import Checkpoint
 from fedswarm.data.arrays import FederatedDataset
-from fedswarm.driver import RoundPolicy, run_rounds
+from fedswarm.driver import RoundPolicy
 from fedswarm.learner import Learner
 from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.run.config import BackendKind, RunConfig
+from fedswarm.run.paradigm import Federated, Paradigm
 from fedswarm.run.participants import ConfiguredClients
 from fedswarm.simulation.backends import (
     Backend,
@@ -44,6 +45,12 @@ class Experiment:
     clients: ConfiguredClients
     backend: BackendKind  # what actually runs, after any fallback
     notes: tuple[str, ...] = ()  # what the user should know (e.g. why a fallback happened)
+    paradigm: Paradigm | None = None  # None: federated rounds of ``strategy``
+
+    @property
+    def rounds(self) -> Paradigm:
+        """The round loop and what it needs of participants and transports."""
+        return self.paradigm or Federated(self.strategy)
 
     def transport(self) -> InMemoryTransport:
         """Participants under the configured backend, its workers started (each has loaded
@@ -68,10 +75,11 @@ class Experiment:
             fail_fast=self.backend is BackendKind.SEQUENTIAL,  # the debug backend re-raises
             backend=backend,
             devices=devices(self.config),
+            kinds=self.rounds.kinds,
         )
 
     def initial_state(self) -> ServerState:
-        return self.strategy.init(self.learner.init_params(self.config.seed))
+        return self.rounds.initial_state(self.learner.init_params(self.config.seed))
 
     def train(
         self,
@@ -93,8 +101,7 @@ class Experiment:
             transport = self.transport()
             transport.memories.update(resume.memories if resume else {})
             try:
-                return run_rounds(
-                    self.strategy,
+                return self.rounds.run_rounds(
                     transport,
                     state,
                     rounds=self.config.rounds,

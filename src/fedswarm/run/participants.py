@@ -7,10 +7,11 @@ so client data is never shipped from the driver and only sampled participants ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 
-from fedswarm.client import ClientApp
+from fedswarm.client import BUILTIN_HANDLERS, ClientApp, Handler
 from fedswarm.data.arrays import FederatedDataset
 from fedswarm.data.registry import DataSpec, load_dataset
 from fedswarm.entropy import SimulatedSecrets
@@ -56,6 +57,7 @@ class ConfiguredClients:
     model: ModelConfig
     vectorized: bool = False
     max_clients_per_chunk: int | None = None
+    handlers: Mapping[type, Handler] = field(default_factory=lambda: BUILTIN_HANDLERS)
 
     def __call__(self, client_id: ClientId) -> ClientApp:
         dataset = configured_dataset(self.data)
@@ -63,4 +65,5 @@ class ConfiguredClients:
             self.data, self.model, self.vectorized, self.max_clients_per_chunk
         )
         secrets = SimulatedSecrets(self.data.seed, client_id)
-        return ClientApp(client_id, learner, dataset.client(client_id), secrets=secrets)
+        data = dataset.client(client_id)
+        return ClientApp(client_id, learner, data, self.handlers, secrets)

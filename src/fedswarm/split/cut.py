@@ -101,6 +101,8 @@ def cut_model(model: nn.Module, cut: str, head_cut: str | None = None) -> Parts:
         raise CutError(f"head_cut {head_cut!r} comes before cut {cut!r}; layers: {names}")
     if at == len(layers):
         raise CutError(f"cut {cut!r} is the last layer: the server would have nothing to train")
+    if end == at:
+        raise CutError(f"cuts {cut!r} and {head_cut!r} leave the server no layers: {names}")
     if head_cut is not None and end == len(layers):
         raise CutError(f"head_cut {head_cut!r} leaves the participant no head")
     parts = Parts(

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from fedswarm.client import Handler
 from fedswarm.driver import RoundPolicy, pump
 from fedswarm.kinds import MessageKinds
 from fedswarm.messages import ClientId, Outcome
@@ -27,11 +28,13 @@ from fedswarm.seeding import client_seed, round_rng
 from fedswarm.server_opt import OptimizerState
 from fedswarm.split.coordinator import EpochResult, splitfed_epoch, turns_epoch
 from fedswarm.split.cut import SplitPlan
-from fedswarm.split.messages import KINDS, Protection, Start
+from fedswarm.split.messages import CODEC, KINDS, Protection, Start
+from fedswarm.split.participant import split_handlers
 from fedswarm.split.parts import PartState
 from fedswarm.strategy import RunInfo, ServerState
 from fedswarm.training import Evaluation, LocalTraining
 from fedswarm.transport.base import Transport
+from fedswarm.wire import Codec
 
 __all__ = ["SplitMode", "SplitProtocol", "SplitState"]
 
@@ -93,6 +96,14 @@ class SplitProtocol:
     @property
     def kinds(self) -> MessageKinds:
         return KINDS
+
+    @property
+    def codec(self) -> Codec:
+        return CODEC
+
+    @property
+    def handlers(self) -> Mapping[type, Handler]:
+        return split_handlers(self.plan)
 
     def initial_state(self, params: Params) -> ServerState:
         """Round 0 from the whole model's initial parameters; fresh optimisers."""
