@@ -235,6 +235,8 @@ def client(
     """Take part in a federation: dial the coordinator and train on local data."""
     from fedswarm.data.errors import DatasetNotInstalledError
     from fedswarm.deploy.node import (
+        PARTICIPANT_CODEC,
+        PARTICIPANT_KINDS,
         NodeSetupError,
         find_node,
         participant_factory,
@@ -248,7 +250,9 @@ def client(
     try:
         node = find_node(pki, Role.CLIENT, name)
         factory = participant_factory(name, data, own_process=True)
-        run_participant(server, tls_identity(node), factory)
+        run_participant(
+            server, tls_identity(node), factory, codec=PARTICIPANT_CODEC, kinds=PARTICIPANT_KINDS
+        )
     except ParticipantRefused as exc:
         raise _fail("refused by the coordinator", exc, 3) from None
     except (NodeSetupError, ConfigError, DatasetNotInstalledError, OSError) as exc:

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from fedswarm.deploy.node import peer_check, tls_identity
-from fedswarm.driver import run_rounds
 from fedswarm.messages import ClientId, Outcome
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
-from fedswarm.run.build import build_strategy, data_spec, round_policy
+from fedswarm.run.build import build_strategy, data_spec, paradigm, round_policy
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
+from fedswarm.run.paradigm import Paradigm
 from fedswarm.run.participants import configured_dataset
 from fedswarm.run.store import RunStore
 from fedswarm.security.pki import NodePaths, Role, TrustStore
@@ -108,15 +108,18 @@ class Coordinator:
         cfg = self.config
         store = RunStore.open(self.state_dir, cfg)
         dataset = configured_dataset(data_spec(cfg.data, cfg.seed))  # schema, central test
-        learner = TorchLearner(model_factory(cfg.model, dataset))
-        strategy, run = build_strategy(cfg), RunInfo(store.run_id, cfg.seed)
+        model_fn = model_factory(cfg.model, dataset)
+        learner, run = TorchLearner(model_fn), RunInfo(store.run_id, cfg.seed)
+        rounds = paradigm(cfg, build_strategy(cfg), model_fn)
         with torch_settings(cfg.simulation.threads):
-            start = store.latest() or store.begin(strategy.init(learner.init_params(cfg.seed)))
+            start = store.latest() or store.begin(
+                rounds.initial_state(learner.init_params(cfg.seed))
+            )
         state = start.state
         spec = RunSpec(
             run.run_id, dump_config(cfg), dataset.name, dataset.input_shape, dataset.num_classes
         )
-        transport = self._transport(spec)
+        transport = self._transport(spec, rounds)
         host, port = parse_address(listen)
         transport.start(host, port)
         _log.info("run %s: on %s:%d after round %d", run.run_id, host, transport.port, state.round)
@@ -135,8 +138,8 @@ class Coordinator:
             with torch_settings(cfg.simulation.threads):
                 while state.round < cfg.rounds and not self.stop.is_set():
                     try:
-                        state = run_rounds(
-                            strategy, gate, state, rounds=cfg.rounds, run=run,
+                        state = rounds.run_rounds(
+                            gate, state, rounds=cfg.rounds, run=run,
                             policy=round_policy(cfg), central_eval=central, on_round=commit,
                         )  # fmt: skip
                     except QuorumError as err:  # nothing was committed: play it again
@@ -147,7 +150,7 @@ class Coordinator:
         finally:
             transport.stop()
 
-    def _transport(self, spec: RunSpec) -> GrpcServerTransport:
+    def _transport(self, spec: RunSpec, rounds: Paradigm) -> GrpcServerTransport:
         d = self.config.deployment
         return GrpcServerTransport(
             tls_identity(self.node),
@@ -156,6 +159,8 @@ class Coordinator:
             max_uploads=d.max_uploads,
             max_downloads=d.max_downloads,
             run=spec,
+            codec=rounds.codec,
+            kinds=rounds.kinds,
         )
 
     def _gate(self, transport: GrpcServerTransport) -> _Gate:

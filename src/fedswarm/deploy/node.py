@@ -22,16 +22,24 @@ from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import set_torch_settings
-from fedswarm.run.build import data_spec
+from fedswarm.run.build import build_strategy, data_spec, paradigm
 from fedswarm.run.config import loads_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
 from fedswarm.security.pki import NodePaths, PeerRejected, Role, TrustStore
+from fedswarm.split import CODEC as SPLIT_CODEC
+from fedswarm.split import KINDS as SPLIT_KINDS
 from fedswarm.transport.grpc.client import AppFactory
 from fedswarm.transport.grpc.frames import RunSpec
 from fedswarm.transport.grpc.tls import PeerCheck, PeerRefused, TlsIdentity
 
+# What a deployed participant can read: the messages of every paradigm fedswarm runs (its
+# handlers, built from the coordinator's config, decide which it answers).
+PARTICIPANT_CODEC, PARTICIPANT_KINDS = SPLIT_CODEC, SPLIT_KINDS
+
 __all__ = [
+    "PARTICIPANT_CODEC",
+    "PARTICIPANT_KINDS",
     "PARTITION",
     "NodeSetupError",
     "find_node",
@@ -134,7 +142,9 @@ def participant_factory(name: str, data: str, *, own_process: bool = False) -> A
             local = own
         schema = _Schema(spec.data_name, spec.input_shape, spec.num_classes)
         _check_fits(data, local, schema)
-        return ClientApp(name, TorchLearner(model_factory(config.model, schema)), local)
+        model_fn = model_factory(config.model, schema)
+        handlers = paradigm(config, build_strategy(config), model_fn).handlers
+        return ClientApp(name, TorchLearner(model_fn), local, handlers)
 
     return build
 
