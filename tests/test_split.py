@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,13 +14,15 @@ from torch import nn
 
 import split_helpers as h
 from fedswarm.aggregation.mean import weighted_mean
-from fedswarm.messages import Outcome
+from fedswarm.messages import Outcome, Refusal
+from fedswarm.params import Params
 from fedswarm.pytorch.learner import TorchLearner, batch_indices, make_optimizer
 from fedswarm.pytorch.models import CNN, CharLSTM
 from fedswarm.pytorch.params import flat_tensor, load_params
+from fedswarm.reports import RoundReport
 from fedswarm.seeding import client_seed
 from fedswarm.simulation.memory import InMemoryTransport
-from fedswarm.split import CODEC, CutError, SplitMode, SplitPlan, SplitProtocol, cut_model
+from fedswarm.split import CODEC, KINDS, CutError, SplitMode, SplitPlan, SplitProtocol, cut_model
 from fedswarm.split.cut import default_cuts
 from fedswarm.split.messages import HeadRes, StepRes
 from fedswarm.strategy import RunInfo
@@ -174,3 +177,51 @@ def test_splitfed_with_an_identity_server_part_equals_fedavg(mode: SplitMode) ->
     expected = _fedavg(start.params.flat, ["p0", "p1", "p2"], training, 2)
     assert not np.array_equal(final.params.flat, start.params.flat)
     np.testing.assert_allclose(final.params.flat, expected, rtol=0, atol=1e-6)
+
+
+def _nan(res: StepRes) -> StepRes:
+    return replace(res, activations=tuple(np.full_like(a, np.nan) for a in res.activations))
+
+
+def _bad_class(res: StepRes) -> StepRes:
+    return replace(res, labels=tuple(np.full_like(y, 99) for y in res.labels))
+
+
+def _wide(res: StepRes) -> StepRes:
+    return replace(
+        res, activations=tuple(np.zeros((len(a), 3), np.float32) for a in res.activations)
+    )
+
+
+def _wrong_part(res: StepRes) -> StepRes:
+    if res.final is None:
+        return res
+    p = Params.from_arrays({"w": np.zeros(3, np.float32)})
+    return replace(res, final=replace(res.final, params=p))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "refusal"),
+    [
+        (_nan, Refusal.NON_FINITE),
+        (_bad_class, Refusal.MALFORMED),
+        (_wide, Refusal.MALFORMED),
+        (_wrong_part, Refusal.MALFORMED),
+    ],
+)
+@pytest.mark.parametrize("mode", [SplitMode.VANILLA, SplitMode.SPLITFED_V2])
+def test_a_bad_reply_is_refused_with_its_reason_and_the_round_goes_on(
+    spoil: Callable[[StepRes], StepRes], refusal: Refusal, mode: SplitMode
+) -> None:
+    plan = SplitPlan.cutting(h.MODEL, "net.2", None)
+    protocol = SplitProtocol(plan, mode, _sgd())
+    transport = InMemoryTransport(["p0", "p1", "p2"], h.WithOneBad(plan, "p1", spoil), kinds=KINDS)
+    reports: list[RoundReport] = []
+    start = protocol.initial_state(TorchLearner(h.MODEL).init_params(0))
+    final = protocol.run_rounds(
+        transport, start, rounds=1, run=RUN, on_round=lambda s, r: reports.append(r)
+    )
+    (report,) = reports
+    assert report.replied == ("p0", "p2")
+    assert [(f.client_id, f.refusal) for f in report.failures] == [("p1", refusal)]
+    assert np.isfinite(final.params.flat).all()

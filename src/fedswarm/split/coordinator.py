@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from fedswarm.aggregation.mean import weighted_mean
 from fedswarm.messages import ClientId, Failure, Outcome, Refusal
 from fedswarm.rounds import Exchange
+from fedswarm.split.checks import head_refusal, step_refusal
 from fedswarm.split.cut import SplitPlan
 from fedswarm.split.messages import HEAD, STEP, HeadIns, HeadRes, Start, StepIns, StepRes
 from fedswarm.split.parts import PartState, Trainable, delayed_steps
@@ -34,6 +36,7 @@ from fedswarm.training import LocalTraining
 __all__ = ["EpochResult", "Trunk", "splitfed_epoch", "train_group", "turns_epoch"]
 
 Protocol = Generator[Exchange, Sequence[Outcome], "EpochResult"]
+T = TypeVar("T")
 
 
 class Trunk:
@@ -133,7 +136,9 @@ def train_group(
         active: dict[ClientId, StepRes] = {}
         for cid, r in _accept(outcomes, StepRes, result, round_).items():
             assert isinstance(r, StepRes)
-            if r.final is not None:
+            if (why := step_refusal(r, starts[cid])) is not None:
+                result.failures.append(Failure.refused(cid, round_, STEP, *why))
+            elif r.final is not None:
                 result.finals[cid] = r.final
             else:
                 active[cid] = r
@@ -153,31 +158,47 @@ def _server_pass(
     u_shaped: bool,
     result: EpochResult,
 ) -> Generator[Exchange, Sequence[Outcome], dict[ClientId, list[np.ndarray]]]:
-    """The trunk's work on one group of batches; the gradients to send back."""
+    """The trunk's work on one group of batches; the gradients to send back. Activations
+    the trunk cannot use (wrong width, class ids out of range) refuse their sender."""
+    grads: dict[ClientId, list[np.ndarray]] = {}
     if not u_shaped:
-        grads = {}
         for cid, r in active.items():  # in client-id order: SplitFed v2's sequence
-            g, loss, correct = server_for(cid).train(r)
-            grads[cid], result.loss_sum, result.correct = (
-                g,
-                result.loss_sum + loss,
-                result.correct + correct,
-            )
+            trained = _guarded(server_for(cid).train, r, round_, result)
+            if trained is not None:
+                grads[cid] = trained[0]
+                result.loss_sum += trained[1]
+                result.correct += trained[2]
         return grads
-    outs = {cid: server_for(cid).forward(r) for cid, r in active.items()}
+    outs = {}
+    for cid, r in active.items():
+        if (out := _guarded(server_for(cid).forward, r, round_, result)) is not None:
+            outs[cid] = out
     if not outs:
-        return {}
-    outcomes = yield Exchange(
-        HEAD, tuple((c, HeadIns(run_id, round_, tuple(o))) for c, o in outs.items())
-    )
+        return grads
+    ins = tuple((c, HeadIns(run_id, round_, tuple(o))) for c, o in outs.items())
+    outcomes = yield Exchange(HEAD, ins)
     result.exchanges += 1
-    grads = {}
     for cid, h in _accept(outcomes, HeadRes, result, round_).items():
         assert isinstance(h, HeadRes)
+        if (why := head_refusal(h, outs[cid])) is not None:
+            result.failures.append(Failure.refused(cid, round_, HEAD, *why))
+            continue
         grads[cid] = server_for(cid).backward(h)
         result.loss_sum += h.loss
         result.correct += h.correct
     return grads
+
+
+def _guarded(
+    compute: Callable[[StepRes], T], res: StepRes, round_: int, result: EpochResult
+) -> T | None:
+    cid = res.client_id
+    try:
+        return compute(res)
+    except (RuntimeError, ValueError, IndexError) as err:  # what torch raises for bad input
+        why = f"the trunk cannot use these activations: {err}"
+        result.failures.append(Failure.refused(cid, round_, STEP, Refusal.MALFORMED, why))
+        return None
 
 
 def turns_epoch(
