@@ -62,7 +62,16 @@ class Counting(InMemoryTransport):
         return outcomes
 
 
-def config(dataset: str, clients: int, size: str, mode: str, epochs: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Setup:
+    dataset: str
+    epochs: int
+    clip: float | None = None  # cut-layer protection, split modes only
+    noise: float = 0.0
+
+
+def config(setup: Setup, clients: int, size: str, mode: str) -> dict[str, Any]:
+    dataset, epochs = setup.dataset, setup.epochs
     raw: dict[str, Any] = {
         "seed": 0,
         "rounds": epochs,
@@ -72,12 +81,14 @@ def config(dataset: str, clients: int, size: str, mode: str, epochs: int) -> dic
         "simulation": {"backend": "sequential"},
     }
     if mode != "fedavg":
-        raw["split"] = {"mode": mode}
+        raw["split"] = {"mode": mode, "noise": setup.noise}
+        if setup.clip is not None:
+            raw["split"]["clip"] = setup.clip
     return raw
 
 
-def measure(dataset: str, clients: int, size: str, mode: str, epochs: int) -> dict[str, Any]:
-    exp = build(parse_config(config(dataset, clients, size, mode, epochs)))
+def measure(setup: Setup, clients: int, size: str, mode: str) -> dict[str, Any]:
+    exp, epochs = build(parse_config(config(setup, clients, size, mode))), setup.epochs
     ids = list(exp.dataset.client_ids())
     paradigm = exp.rounds
     transport = Counting(ids, exp.clients, kinds=paradigm.kinds, codec=paradigm.codec)
@@ -107,14 +118,17 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["small", "large"])
     ap.add_argument("--modes", nargs="+", default=list(MODES))
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--clip", type=float, default=None, help="split modes: activation clip")
+    ap.add_argument("--noise", type=float, default=0.0, help="split modes: activation noise")
     args = ap.parse_args()
+    setup = Setup(args.dataset, args.epochs, args.clip, args.noise)
     print("| participants | model (params) | mode | KiB / participant / epoch |", end="")
     print(" test acc per epoch | s / epoch |")
     print("|---|---|---|---|---|---|")
     for clients in args.clients:
         for size in args.models:
             for mode in args.modes:
-                r = measure(args.dataset, clients, size, mode, args.epochs)
+                r = measure(setup, clients, size, mode)
                 acc = ", ".join(f"{a:.3f}" for a in r["acc"])
                 row = f"| {clients} | {size} ({r['params']:,}) | {mode} | {r['kib']:,.0f} |"
                 print(f"{row} {acc} | {r['s_per_epoch']:.2f} |", flush=True)
