@@ -64,8 +64,9 @@ def _line(report: RoundReport) -> str:
 def _execute(config: RunConfig, out: Path) -> dict[str, Any]:
     from fedswarm.run.simulate import simulate  # torch import deferred: --help stays fast
 
+    what = f"split {config.split.mode.value}" if config.split else config.strategy.name
     console.print(
-        f"[bold]fedswarm[/bold] {config.strategy.name} on {config.data.name.value}, "
+        f"[bold]fedswarm[/bold] {what} on {config.data.name.value}, "
         f"{config.rounds} rounds, seed {config.seed} -> {out}"
     )
     columns = (TextColumn("round"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
