@@ -225,3 +225,18 @@ def test_a_bad_reply_is_refused_with_its_reason_and_the_round_goes_on(
     assert report.replied == ("p0", "p2")
     assert [(f.client_id, f.refusal) for f in report.failures] == [("p1", refusal)]
     assert np.isfinite(final.params.flat).all()
+
+
+def test_batches_per_exchange_cuts_the_round_trips() -> None:
+    plan = SplitPlan.cutting(h.MODEL, "net.2", None)
+    trips = {}
+    for k in (1, 4):
+        protocol = SplitProtocol(plan, SplitMode.VANILLA, _sgd(), batches_per_exchange=k)
+        reports: list[RoundReport] = []
+        start = protocol.initial_state(TorchLearner(h.MODEL).init_params(0))
+        protocol.run_rounds(
+            h.transport(plan, 1), start, rounds=1, run=RUN, on_round=lambda s, r: reports.append(r)
+        )
+        trips[k] = reports[0].metrics["split/exchanges"]
+    # p0 holds 29 examples: 4 batches of 8; one more exchange returns the trained part
+    assert trips == {1: 5.0, 4: 2.0}
