@@ -229,10 +229,10 @@ def test_a_bad_reply_is_refused_with_its_reason_and_the_round_goes_on(
 
 def test_batches_per_exchange_cuts_the_round_trips() -> None:
     plan = SplitPlan.cutting(h.MODEL, "net.2", None)
-    trips = {}
+    trips, reports = {}, list[RoundReport]()
     for k in (1, 4):
         protocol = SplitProtocol(plan, SplitMode.VANILLA, _sgd(), batches_per_exchange=k)
-        reports: list[RoundReport] = []
+        reports.clear()
         start = protocol.initial_state(TorchLearner(h.MODEL).init_params(0))
         protocol.run_rounds(
             h.transport(plan, 1), start, rounds=1, run=RUN, on_round=lambda s, r: reports.append(r)
