@@ -240,3 +240,23 @@ def test_batches_per_exchange_cuts_the_round_trips() -> None:
         trips[k] = reports[0].metrics["split/exchanges"]
     # p0 holds 29 examples: 4 batches of 8; one more exchange returns the trained part
     assert trips == {1: 5.0, 4: 2.0}
+
+
+def test_splitfed_v1_with_a_real_trunk_is_fedavg_of_the_uncut_model() -> None:
+    # Each participant trains bottom + its own trunk copy by the same SGD steps local
+    # training takes, and both halves are averaged by examples: FedAvg, layer by layer.
+    # SplitFed v2 (one trunk serving all in turn) is not, and the test says so.
+    training = _sgd()
+    plan = SplitPlan.cutting(h.MODEL, "net.2", None)
+    start = SplitProtocol(plan, SplitMode.SPLITFED_V1, training).initial_state(
+        TorchLearner(h.MODEL).init_params(0)
+    )
+    expected = _fedavg(start.params.flat, ["p0", "p1", "p2"], training, 2)
+    finals = {
+        mode: SplitProtocol(plan, mode, training)
+        .run_rounds(h.transport(plan, 3), start, rounds=2, run=RUN)
+        .params.flat
+        for mode in (SplitMode.SPLITFED_V1, SplitMode.SPLITFED_V2)
+    }
+    np.testing.assert_allclose(finals[SplitMode.SPLITFED_V1], expected, rtol=0, atol=1e-6)
+    assert np.abs(finals[SplitMode.SPLITFED_V2] - expected).max() > 1e-3
