@@ -14,16 +14,19 @@ from torch import nn
 
 import split_helpers as h
 from fedswarm.aggregation.mean import weighted_mean
+from fedswarm.driver import pump
 from fedswarm.messages import Outcome, Refusal
 from fedswarm.params import Params
 from fedswarm.pytorch.learner import TorchLearner, batch_indices, make_optimizer
 from fedswarm.pytorch.models import CNN, CharLSTM
 from fedswarm.pytorch.params import flat_tensor, load_params
 from fedswarm.reports import RoundReport
-from fedswarm.seeding import client_seed
+from fedswarm.seeding import client_seed, round_rng
 from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.split import CODEC, KINDS, CutError, SplitMode, SplitPlan, SplitProtocol, cut_model
+from fedswarm.split.coordinator import turns_epoch
 from fedswarm.split.cut import default_cuts
+from fedswarm.split.driver import unpack
 from fedswarm.split.messages import HeadRes, StepRes
 from fedswarm.strategy import RunInfo
 from fedswarm.training import GradientCorrection, LocalTraining, OptimizerKind
@@ -260,3 +263,36 @@ def test_splitfed_v1_with_a_real_trunk_is_fedavg_of_the_uncut_model() -> None:
     }
     np.testing.assert_allclose(finals[SplitMode.SPLITFED_V1], expected, rtol=0, atol=1e-6)
     assert np.abs(finals[SplitMode.SPLITFED_V2] - expected).max() > 1e-3
+
+
+def _raise_on_second_step(res: StepRes) -> StepRes:
+    if res.final is None and res.activations and len(_SEEN) >= 1:
+        raise RuntimeError("the participant's device died mid-epoch")
+    _SEEN.append(1)
+    return res
+
+
+_SEEN: list[int] = []
+
+
+def test_vanilla_a_participant_dying_mid_turn_leaves_the_last_hand_off() -> None:
+    plan = SplitPlan.cutting(h.MODEL, "net.2", None)
+    protocol = SplitProtocol(plan, SplitMode.VANILLA, _sgd(momentum=0.5))
+    start = protocol.initial_state(TorchLearner(h.MODEL).init_params(0))
+    ids = ["p0", "p1", "p2"]
+    full = [str(c) for c in round_rng(RUN.seed, 1, "split.order").permutation(ids)]
+    bad = full[1]  # one turn before it, one after
+    _SEEN.clear()
+    dying = InMemoryTransport(
+        ids, h.WithOneBad(plan, bad, _raise_on_second_step), fail_fast=False, kinds=KINDS
+    )
+    got, result = pump(protocol.round(start, ids, RUN), dying, None)
+    # the oracle: the same turns in the same order without it, as if it never took part
+    split = unpack(plan, start)
+    starts = protocol._starts(RUN.seed, 1)
+    order = [c for c in full if c != bad]
+    turns = turns_epoch(plan, split.participant, split.trunk, order, starts, RUN.run_id, 1)
+    _, participant, trunk = pump(turns, h.transport(plan, 3), None)
+    assert [f.client_id for f in result.failures] == [bad]
+    expected = plan.join_params(participant.params, trunk.params, start.params)
+    np.testing.assert_array_equal(got.params.flat, expected.flat)
