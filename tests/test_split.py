@@ -21,6 +21,7 @@ from fedswarm.pytorch.learner import TorchLearner, batch_indices, make_optimizer
 from fedswarm.pytorch.models import CNN, CharLSTM
 from fedswarm.pytorch.params import flat_tensor, load_params
 from fedswarm.reports import RoundReport
+from fedswarm.rounds import QuorumError
 from fedswarm.seeding import client_seed, round_rng
 from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.split import CODEC, KINDS, CutError, SplitMode, SplitPlan, SplitProtocol, cut_model
@@ -296,3 +297,13 @@ def test_vanilla_a_participant_dying_mid_turn_leaves_the_last_hand_off() -> None
     assert [f.client_id for f in result.failures] == [bad]
     expected = plan.join_params(participant.params, trunk.params, start.params)
     np.testing.assert_array_equal(got.params.flat, expected.flat)
+
+
+@pytest.mark.parametrize("mode", list(SplitMode))
+def test_a_round_nobody_completes_fails_its_quorum(mode: SplitMode) -> None:
+    head = "net.5" if mode is SplitMode.U_SHAPED else None
+    plan = SplitPlan.cutting(h.MODEL, "net.2", head)
+    protocol = SplitProtocol(plan, mode, _sgd())
+    start = protocol.initial_state(TorchLearner(h.MODEL).init_params(0))
+    with pytest.raises(QuorumError, match="0 participants completed an epoch"):
+        protocol.run_rounds(h.transport(plan, 0), start, rounds=1, run=RUN)

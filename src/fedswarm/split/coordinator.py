@@ -247,6 +247,8 @@ def splitfed_epoch(
     Each round's participants start from fresh optimiser states, as FedAvg's local
     training does; v2's one trunk keeps its optimiser across rounds.
     """
+    if not clients:  # nobody to train: the driver's quorum decides
+        return EpochResult(), client, trunk
     fresh = PartState(client.params, {})
     training = starts(clients[0], fresh).training
     shared = Trunk(plan, training, trunk)
