@@ -16,7 +16,6 @@ import pytest
 from safetensors.numpy import load_file
 
 from fedswarm.deploy.node import member_check, node_binding
-from fedswarm.driver import run_rounds
 from fedswarm.run.build import build
 from fedswarm.run.config import loads_config
 from fedswarm.secagg._context import advert_bytes
@@ -111,10 +110,10 @@ def _simulate_with_the_same_dropouts(text: str) -> dict[str, np.ndarray]:
     exp = build(loads_config(text))
     transport = exp.transport()
     try:
-        final = run_rounds(
-            exp.strategy, StageDropouts(transport, {MASKED_INPUT: {VICTIM}}),
-            exp.initial_state(), rounds=exp.config.rounds, run=exp.run, policy=exp.policy,
-            fit_protocol=exp.fit_protocol,
+        final = exp.rounds.run_rounds(
+            StageDropouts(transport, {MASKED_INPUT: {VICTIM}}), exp.initial_state(),
+            rounds=exp.config.rounds, run=exp.run, policy=exp.policy, central_eval=None,
+            on_round=lambda s, r: None,
         )  # fmt: skip
     finally:
         transport.close()

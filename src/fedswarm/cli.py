@@ -79,8 +79,9 @@ def _execute(config: RunConfig, out: Path, shown: View) -> dict[str, Any]:
     from fedswarm.dashboard.progress import round_bar
     from fedswarm.run.simulate import simulate  # torch import deferred: --help stays fast
 
+    what = f"split {config.split.mode.value}" if config.split else config.strategy.name
     console.print(
-        f"[bold]fedswarm[/bold] {config.strategy.name} on {config.data.name.value}, "
+        f"[bold]fedswarm[/bold] {what} on {config.data.name.value}, "
         f"{config.rounds} rounds, seed {config.seed} -> {out}"
     )
     evaluated = lambda r: _line(r) if r.central or r.federated else None  # noqa: E731
@@ -383,6 +384,8 @@ def client(
     """Take part in a federation: dial the coordinator and train on local data."""
     from fedswarm.data.errors import DatasetNotInstalledError
     from fedswarm.deploy.node import (
+        PARTICIPANT_CODEC,
+        PARTICIPANT_KINDS,
         NodeSetupError,
         certificate_problem,
         find_node,
@@ -391,8 +394,6 @@ def client(
         tls_identity,
     )
     from fedswarm.run.config import ConfigError
-    from fedswarm.secagg import KINDS
-    from fedswarm.secagg.wire import secagg_codec
     from fedswarm.security.pki import Role
     from fedswarm.transport.grpc.client import HandshakeFailed, ParticipantRefused, run_participant
 
@@ -406,7 +407,9 @@ def client(
             name, data, own_process=True, attack=poison, binding=node_binding(node)
         )
         # Any run's messages: the participant learns the run's protocol only once connected.
-        run_participant(server, tls_identity(node), factory, codec=secagg_codec(), kinds=KINDS)
+        run_participant(
+            server, tls_identity(node), factory, codec=PARTICIPANT_CODEC, kinds=PARTICIPANT_KINDS
+        )
     except HandshakeFailed as exc:  # the coordinator cannot say why: look at our own
         problem = certificate_problem(node)
         why = f"{exc}; and here: {problem}" if problem else str(exc)

@@ -23,22 +23,15 @@ from typing import Any
 from cryptography import x509
 
 from fedswarm.deploy.node import member_check, peer_check, tls_identity
-from fedswarm.driver import run_rounds
 from fedswarm.messages import ClientId, Outcome
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
-from fedswarm.run.build import (
-    ProtocolParts,
-    build_strategy,
-    data_spec,
-    local_training,
-    protocol_parts,
-    round_policy,
-)
+from fedswarm.run.build import build_strategy, data_spec, local_training, paradigm, round_policy
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
+from fedswarm.run.paradigm import Paradigm
 from fedswarm.run.participants import configured_dataset
 from fedswarm.run.robust import fltrust_root
 from fedswarm.run.store import RunStore
@@ -153,22 +146,25 @@ class Coordinator:
         store = RunStore.open(self.state_dir, cfg)
         dataset = configured_dataset(data_spec(cfg.data, cfg.seed))  # schema, central test
         model_fn = model_factory(cfg.model, dataset)
-        learner = TorchLearner(model_fn)
+        learner, run = TorchLearner(model_fn), RunInfo(store.run_id, cfg.seed)
         if cfg.attack is not None:
             raise ValueError(
                 "[attack] simulates Byzantine participants in `fedswarm run`; to test a "
                 "deployment's defences start some participants with `fedswarm client --attack`"
             )
         root = fltrust_root(cfg, dataset, model_fn, local_training(cfg))  # FLTrust's root data
-        strategy, run = build_strategy(cfg, root), RunInfo(store.run_id, cfg.seed)
+        verify = member_check(self.pki / "ca.crt")  # secure aggregation's keys, against the CA
+        rounds = paradigm(cfg, build_strategy(cfg, root), model_fn, verify=verify)
         with torch_settings(cfg.simulation.threads):
-            start = store.latest() or store.begin(strategy.init(learner.init_params(cfg.seed)))
+            start = store.latest() or store.begin(
+                rounds.initial_state(learner.init_params(cfg.seed))
+            )
         state = start.state
         spec = RunSpec(
             run.run_id, dump_config(cfg), dataset.name, dataset.input_shape, dataset.num_classes
         )
         members = _Members()
-        transport = self._transport(spec, members)
+        transport = self._transport(spec, rounds, members)
         host, port = parse_address(listen)
         transport.start(host, port)
         _log.info("run %s: on %s:%d after round %d", run.run_id, host, transport.port, state.round)
@@ -187,10 +183,9 @@ class Coordinator:
             with torch_settings(cfg.simulation.threads):
                 while state.round < cfg.rounds and not self.stop.is_set():
                     try:
-                        state = run_rounds(
-                            strategy, gate, state, rounds=cfg.rounds, run=run,
+                        state = rounds.run_rounds(
+                            gate, state, rounds=cfg.rounds, run=run,
                             policy=round_policy(cfg), central_eval=central, on_round=commit,
-                            fit_protocol=self._parts().fit_protocol,
                         )  # fmt: skip
                     except QuorumError as err:  # nothing was committed: play it again
                         _log.warning("%s; playing the round again", err)
@@ -200,12 +195,8 @@ class Coordinator:
         finally:
             transport.stop()
 
-    def _parts(self) -> ProtocolParts:
-        """The config's round protocol; secure aggregation's keys checked against the CA."""
-        return protocol_parts(self.config, verify=member_check(self.pki / "ca.crt"))
-
-    def _transport(self, spec: RunSpec, members: _Members) -> GrpcServerTransport:
-        d, parts = self.config.deployment, self._parts()
+    def _transport(self, spec: RunSpec, rounds: Paradigm, members: _Members) -> GrpcServerTransport:
+        d = self.config.deployment
         return GrpcServerTransport(
             tls_identity(self.node),
             members.remembering(peer_check(TrustStore.load(self.pki), Role.CLIENT)),
@@ -213,8 +204,8 @@ class Coordinator:
             max_uploads=d.max_uploads,
             max_downloads=d.max_downloads,
             run=spec,
-            codec=parts.codec,
-            kinds=parts.kinds,
+            codec=rounds.codec,
+            kinds=rounds.kinds,
         )
 
     def _gate(self, transport: GrpcServerTransport, members: _Members) -> _Gate:

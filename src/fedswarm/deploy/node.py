@@ -21,23 +21,37 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from fedswarm.attacks import COLLUDING, AttackConfig, malicious_app
-from fedswarm.client import BUILTIN_HANDLERS, ClientApp
+from fedswarm.client import ClientApp
 from fedswarm.data.arrays import ArrayDataset, ClientData
+from fedswarm.kinds import BUILTIN_KINDS
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import set_torch_settings
-from fedswarm.run.build import data_spec, protocol_parts
+from fedswarm.run.build import build_strategy, data_spec, paradigm
 from fedswarm.run.config import loads_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
+from fedswarm.secagg import KINDS as SECAGG_KINDS
 from fedswarm.secagg import KeyBinding
 from fedswarm.secagg.messages import AdvertiseRes
+from fedswarm.secagg.wire import register as register_secagg
 from fedswarm.security.pki import NodePaths, PeerRejected, Role, TrustStore
 from fedswarm.security.signing import NodeSigner, SignatureInvalid, verify_signature
+from fedswarm.split import KINDS as SPLIT_KINDS
+from fedswarm.split.messages import register as register_split
 from fedswarm.transport.grpc.client import AppFactory
 from fedswarm.transport.grpc.frames import RunSpec
 from fedswarm.transport.grpc.tls import PeerCheck, PeerRefused, TlsIdentity
+from fedswarm.wire import default_codec
+
+# What a deployed participant can read: the messages of every paradigm fedswarm runs (its
+# handlers, built from the coordinator's config, decide which it answers).
+# A participant learns its run's protocol only once connected: it reads every kind.
+PARTICIPANT_CODEC = default_codec().extended(register_secagg, register_split)
+PARTICIPANT_KINDS = SECAGG_KINDS.extended(*(k for k in SPLIT_KINDS if k not in set(BUILTIN_KINDS)))
 
 __all__ = [
+    "PARTICIPANT_CODEC",
+    "PARTICIPANT_KINDS",
     "PARTITION",
     "NodeSetupError",
     "certificate_problem",
@@ -171,9 +185,9 @@ def participant_factory(
             local = own
         schema = _Schema(spec.data_name, spec.input_shape, spec.num_classes)
         _check_fits(data, local, schema)
-        learner = TorchLearner(model_factory(config.model, schema))
-        handlers = {**BUILTIN_HANDLERS, **dict(protocol_parts(config, binding=binding).handlers)}
-        app = ClientApp(name, learner, local, handlers)
+        model_fn = model_factory(config.model, schema)
+        rounds = paradigm(config, build_strategy(config), model_fn, binding=binding)
+        app = ClientApp(name, TorchLearner(model_fn), local, rounds.handlers)
         if attack is not None:
             return malicious_app(app, attack, schema.num_classes, config.seed)
         return app

@@ -4,22 +4,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import assert_never
 
 from torch import nn
 
 from fedswarm.aggregation import ReferenceUpdate
-from fedswarm.client import Handler
 from fedswarm.data.partition import PartitionSpec
 from fedswarm.data.registry import DataSpec
-from fedswarm.driver import FitProtocol, RoundPolicy
-from fedswarm.kinds import BUILTIN_KINDS, MessageKinds
+from fedswarm.driver import RoundPolicy
 from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
 from fedswarm.pytorch.device import DeviceUnavailableError, resolve_device
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
-from fedswarm.rounds import fit_round
 from fedswarm.run.aggregators import build_aggregator
 from fedswarm.run.config import (
     BackendKind,
@@ -35,6 +32,7 @@ from fedswarm.run.config import (
 )
 from fedswarm.run.experiment import Experiment
 from fedswarm.run.models import model_factory
+from fedswarm.run.paradigm import Federated, Paradigm, ProtocolParts
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
 from fedswarm.run.robust import fltrust_root, with_attack
 from fedswarm.sampling import ForgettingSampler, Sampler, UniformSampler
@@ -43,10 +41,10 @@ from fedswarm.secagg import KeyBinding, secagg_handlers
 from fedswarm.secagg._types import Verify
 from fedswarm.secagg.wire import secagg_codec
 from fedswarm.server_opt import AdaptiveRule
-from fedswarm.strategy import RunInfo, Strategy
+from fedswarm.split.build import split_protocol
+from fedswarm.strategy import FitStrategy, RunInfo, Strategy
 from fedswarm.training import LocalTraining
 from fedswarm.transforms import ClipNorm
-from fedswarm.wire import Codec
 
 __all__ = [
     "ProtocolParts",
@@ -54,20 +52,10 @@ __all__ = [
     "build_strategy",
     "data_spec",
     "local_training",
+    "paradigm",
     "protocol_parts",
     "round_policy",
 ]
-
-
-@dataclass(frozen=True)
-class ProtocolParts:
-    """How a config's fit rounds run, the same in simulation and deployment: the round
-    protocol, its message kinds and codec, and the participants' extra handlers."""
-
-    fit_protocol: FitProtocol = fit_round
-    kinds: MessageKinds = BUILTIN_KINDS
-    handlers: tuple[tuple[type, Handler], ...] = ()
-    codec: Codec | None = None  # None: the default codec
 
 
 def protocol_parts(
@@ -173,6 +161,8 @@ def _backend(config: RunConfig, model_fn: Callable[[], nn.Module]) -> tuple[Back
     kind = config.simulation.backend
     if kind is not BackendKind.VECTORIZED:
         return kind, ""
+    if config.split is not None:
+        return BackendKind.SEQUENTIAL, "split learning has no fit rounds to vectorise; sequential"
     if (why := vectorizable(model_fn)) is not None:
         return BackendKind.SEQUENTIAL, f"vectorized backend not used: {why}; running sequential"
     return kind, ""
@@ -198,7 +188,7 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
     backend, note = _backend(config, model_fn)
     root = fltrust_root(config, dataset, model_fn, local_training(config))
     strategy, attackers = with_attack(config, dataset, build_strategy(config, root))
-    parts = protocol_parts(config)
+    rounds = paradigm(config, strategy, model_fn)
     clients = ConfiguredClients(
         spec,
         config.model,
@@ -207,7 +197,7 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         device=device,
         attack=config.attack,
         attackers=attackers,
-        handlers=parts.handlers,
+        handlers=tuple(rounds.handlers.items()),
     )
     return Experiment(
         config=config,
@@ -220,6 +210,26 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         backend=backend,
         notes=(note,) if note else (),
         device=device,
-        fit_protocol=parts.fit_protocol,
-        kinds=parts.kinds,
+        paradigm=rounds,
     )
+
+
+def paradigm(
+    config: RunConfig,
+    strategy: FitStrategy,
+    model_fn: Callable[[], nn.Module],
+    *,
+    binding: KeyBinding | None = None,
+    verify: Verify | None = None,
+) -> Paradigm:
+    """Split learning if the config has ``[split]``, else federated rounds of ``strategy``
+    (secure aggregation's with ``[secure_aggregation]``: ``binding`` signs a participant's
+    keys in deployment, ``verify`` is the coordinator's check of them)."""
+    if config.split is None:
+        return Federated(strategy, protocol_parts(config, binding=binding, verify=verify))
+    c = config.client
+    training = LocalTraining(
+        batch_size=c.batch_size, lr=c.lr, epochs=1, optimizer=c.optimizer,
+        momentum=c.momentum, weight_decay=c.weight_decay,
+    )  # fmt: skip
+    return split_protocol(config.split, training, model_fn)

@@ -31,6 +31,8 @@ from fedswarm.data.registry import DatasetName
 from fedswarm.run._frozen import Frozen as _Frozen
 from fedswarm.run.aggregators import AggregatorConfig, MeanOptions, check_aggregator
 from fedswarm.secagg.config import SecureAggregationConfig
+from fedswarm.split.config import SplitConfig
+from fedswarm.split.modes import SplitMode
 from fedswarm.swarm.config import SwarmConfig
 from fedswarm.training import OptimizerKind, Precision
 
@@ -52,6 +54,7 @@ __all__ = [
     "RunConfig",
     "ScaffoldConfig",
     "SimulationConfig",
+    "SplitConfig",
     "StoreConfig",
     "StrategyConfig",
     "config_sha256",
@@ -323,6 +326,7 @@ class RunConfig(_Frozen):
         description="participants never sampled (`fedswarm models forget`): each round samples "
         "from everyone and drops these, so the others' samples do not shift",
     )
+    split: SplitConfig | None = None  # set: split learning instead of federated rounds
 
     @model_validator(mode="after")
     def _robust_limits(self) -> RunConfig:
@@ -351,6 +355,21 @@ class RunConfig(_Frozen):
             raise ValueError(
                 "[secure_aggregation] gives the coordinator only the sum of the updates, but "
                 "store.keep_updates = true keeps each one: set it false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _split_fits(self) -> RunConfig:
+        s, c = self.split, self.client
+        if s is None:
+            return self
+        if c.steps is not None or c.epochs != 1:
+            raise ValueError("split learning's round is one epoch: set client.epochs = 1")
+        short = self.model.name is ModelName.MLP and len(self.model.hidden) < 2
+        if s.mode is SplitMode.U_SHAPED and s.cut is None and short:
+            raise ValueError(
+                "split mode 'u_shaped' cuts the mlp after its first hidden block and before "
+                "its output layer, leaving the server nothing: give model.hidden two layers"
             )
         return self
 

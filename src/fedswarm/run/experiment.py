@@ -12,15 +12,14 @@ from dataclasses import dataclass
 
 from fedswarm.checkpoint import Checkpoint
 from fedswarm.data.arrays import FederatedDataset
-from fedswarm.driver import FitProtocol, RoundPolicy, run_rounds
-from fedswarm.kinds import BUILTIN_KINDS, MessageKinds
+from fedswarm.driver import RoundPolicy
 from fedswarm.learner import Learner
 from fedswarm.messages import ClientId, ClientMemory
 from fedswarm.pytorch.device import device_settings
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
-from fedswarm.rounds import fit_round
 from fedswarm.run.config import BackendKind, RunConfig
+from fedswarm.run.paradigm import Federated, Paradigm
 from fedswarm.run.participants import ConfiguredClients
 from fedswarm.simulation.backends import (
     Backend,
@@ -48,8 +47,12 @@ class Experiment:
     backend: BackendKind  # what actually runs, after any fallback
     notes: tuple[str, ...] = ()  # what the user should know (e.g. why a fallback happened)
     device: str = "cpu"  # where participants train and the model is evaluated (resolved)
-    fit_protocol: FitProtocol = fit_round  # how each fit round runs (secure aggregation's own)
-    kinds: MessageKinds = BUILTIN_KINDS  # the message kinds the fit protocol uses
+    paradigm: Paradigm | None = None  # None: federated rounds of ``strategy``
+
+    @property
+    def rounds(self) -> Paradigm:
+        """The round loop and what it needs of participants and transports."""
+        return self.paradigm or Federated(self.strategy)
 
     def transport(self) -> InMemoryTransport:
         """Participants under the configured backend, its workers started (each has loaded
@@ -79,11 +82,11 @@ class Experiment:
             fail_fast=self.backend is BackendKind.SEQUENTIAL,  # the debug backend re-raises
             backend=backend,
             devices=devices(self.config),
-            kinds=self.kinds,
+            kinds=self.rounds.kinds,
         )
 
     def initial_state(self) -> ServerState:
-        return self.strategy.init(self.learner.init_params(self.config.seed))
+        return self.rounds.initial_state(self.learner.init_params(self.config.seed))
 
     def train(
         self,
@@ -106,8 +109,7 @@ class Experiment:
             transport = self.transport()
             transport.memories.update(resume.memories if resume else {})
             try:
-                return run_rounds(
-                    self.strategy,
+                return self.rounds.run_rounds(
                     transport,
                     state,
                     rounds=self.config.rounds,
@@ -115,7 +117,6 @@ class Experiment:
                     policy=self.policy,
                     central_eval=central,
                     on_round=lambda s, r: on_round(RoundProgress(s, r, transport.memories)),
-                    fit_protocol=self.fit_protocol,
                 )
             finally:
                 transport.close()

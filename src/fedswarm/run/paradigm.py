@@ -1,0 +1,101 @@
+"""A run's paradigm: what the round loop is, and what participants and transports need.
+
+Federated runs are the default; ``[split]`` makes the run split learning
+(:mod:`fedswarm.split`). The experiment and the coordinator ask the paradigm for its
+message kinds and codec (the transports), its handlers (the participants), its initial
+state and its round loop, so neither knows which paradigm it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from fedswarm.client import BUILTIN_HANDLERS, Handler
+from fedswarm.driver import FitProtocol, RoundPolicy, run_rounds
+from fedswarm.kinds import BUILTIN_KINDS, MessageKinds
+from fedswarm.params import Params
+from fedswarm.reports import RoundReport
+from fedswarm.rounds import fit_round
+from fedswarm.strategy import FitStrategy, RunInfo, ServerState
+from fedswarm.training import Evaluation
+from fedswarm.transport.base import Transport
+from fedswarm.wire import Codec, default_codec
+
+__all__ = ["Federated", "Paradigm", "ProtocolParts"]
+
+
+class Paradigm(Protocol):
+    @property
+    def kinds(self) -> MessageKinds: ...
+    @property
+    def codec(self) -> Codec: ...
+    @property
+    def handlers(self) -> Mapping[type, Handler]: ...
+
+    def initial_state(self, params: Params) -> ServerState: ...
+
+    def run_rounds(
+        self,
+        transport: Transport,
+        state: ServerState,
+        *,
+        rounds: int,
+        run: RunInfo,
+        policy: RoundPolicy,
+        central_eval: Callable[[Params], Evaluation] | None,
+        on_round: Callable[[ServerState, RoundReport], None],
+    ) -> ServerState: ...
+
+
+@dataclass(frozen=True)
+class ProtocolParts:
+    """How a federated run's fit rounds run, the same in simulation and deployment: the
+    round protocol, its message kinds and codec, and the participants' extra handlers
+    (plain fit rounds by default; secure aggregation's own with ``[secure_aggregation]``)."""
+
+    fit_protocol: FitProtocol = fit_round
+    kinds: MessageKinds = BUILTIN_KINDS
+    handlers: tuple[tuple[type, Handler], ...] = ()
+    codec: Codec | None = None  # None: the default codec
+
+
+@dataclass(frozen=True)
+class Federated:
+    """Federated learning with ``strategy``: :func:`fedswarm.driver.run_rounds`, each fit
+    round by ``parts.fit_protocol``."""
+
+    strategy: FitStrategy
+    parts: ProtocolParts = ProtocolParts()
+
+    @property
+    def kinds(self) -> MessageKinds:
+        return self.parts.kinds
+
+    @property
+    def codec(self) -> Codec:
+        return self.parts.codec or default_codec()
+
+    @property
+    def handlers(self) -> Mapping[type, Handler]:
+        return {**BUILTIN_HANDLERS, **dict(self.parts.handlers)}
+
+    def initial_state(self, params: Params) -> ServerState:
+        return self.strategy.init(params)
+
+    def run_rounds(
+        self,
+        transport: Transport,
+        state: ServerState,
+        *,
+        rounds: int,
+        run: RunInfo,
+        policy: RoundPolicy,
+        central_eval: Callable[[Params], Evaluation] | None,
+        on_round: Callable[[ServerState, RoundReport], None],
+    ) -> ServerState:
+        return run_rounds(
+            self.strategy, transport, state, rounds=rounds, run=run, policy=policy,
+            central_eval=central_eval, on_round=on_round, fit_protocol=self.parts.fit_protocol,
+        )  # fmt: skip
