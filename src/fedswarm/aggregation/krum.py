@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedswarm.aggregation._blocks import gram
+from fedswarm.aggregation._blocks import gram, weighted_rows_sum
 from fedswarm.aggregation.base import Aggregate, AggregationContext, check_stacked
 from fedswarm.aggregation.scores import anomaly_scores
 
@@ -108,6 +108,7 @@ class MultiKrum:
         n = len(updates)
         scores = krum_scores(pairwise_sq_distances(updates), self.f)
         m = min(self.m if self.m is not None else max(n - self.f, 1), n)
-        chosen = np.sort(krum_select(scores, updates, m))
-        update = updates[chosen].astype(np.float64).mean(axis=0).astype(np.float32)
+        coef = np.zeros(n, np.float64)
+        coef[krum_select(scores, updates, m)] = 1.0 / m  # the plain mean of the chosen rows
+        update = weighted_rows_sum(updates, coef).astype(np.float32)
         return Aggregate(update, {**anomaly_scores(updates, update), "krum": scores})
