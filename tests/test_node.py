@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fedswarm.deploy.node import PARTITION, NodeSetupError, find_node, load_npz, participant_factory
-from fedswarm.run.build import build
+from fedswarm.run.build import build, build_strategy
 from fedswarm.run.config import dump_config, parse_config
 from fedswarm.security.pki import Role, init_ca, issue
 from fedswarm.training import GradientCorrection
@@ -40,7 +40,7 @@ def test_own_arrays_from_npz_train_the_run_model(tmp_path: Path) -> None:
     assert app.data.train.x.dtype == np.float32
     assert len(app.data.test) == 0  # no x_test: nothing to evaluate locally
     params = app.learner.init_params(0)
-    training = build(CONFIG).strategy.training
+    training = build_strategy(CONFIG).training
     fit = app.learner.fit(params, app.data.train, training, GradientCorrection(), 1)
     assert fit.num_examples == 40
     assert fit.params.shape == params.flat.shape

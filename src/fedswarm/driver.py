@@ -18,7 +18,7 @@ from fedswarm.reports import RoundReport
 from fedswarm.rounds import Exchange, evaluate_round, fit_round
 from fedswarm.sampling import Sampler
 from fedswarm.seeding import round_rng
-from fedswarm.strategy import FitStrategy, RunInfo, ServerState
+from fedswarm.strategy import Budgeted, FitStrategy, RunInfo, ServerState
 from fedswarm.training import Evaluation
 from fedswarm.transport.base import Transport
 
@@ -69,12 +69,18 @@ def run_rounds(
     policy: RoundPolicy = RoundPolicy(),
     central_eval: Callable[[Params], Evaluation] | None = None,
     on_round: Callable[[ServerState, RoundReport], None] = lambda s, r: None,
+    on_stop: Callable[[ServerState, str], None] = lambda s, why: None,
 ) -> ServerState:
     """Run rounds ``state.round + 1 .. rounds`` (``rounds`` is the total, not "more").
 
-    ``on_round`` sees each completed round; a resumed state continues where it stopped.
+    ``on_round`` sees each completed round; a resumed state continues where it stopped. A
+    :class:`~fedswarm.strategy.Budgeted` strategy may end the run early: ``on_stop`` is
+    told why, and the state of the last round run is returned.
     """
     while state.round < rounds:
+        if isinstance(strategy, Budgeted) and (why := strategy.exhausted(state)) is not None:
+            on_stop(state, why)
+            break
         available = transport.available()  # may wait for participants: not round time
         start = time.perf_counter()
         result = pump(
@@ -98,6 +104,7 @@ def run_rounds(
                 federated=federated,
                 replied=result.replied,
                 failures=result.failures,
+                metrics=result.summary.metrics,
             ),
         )
     return state

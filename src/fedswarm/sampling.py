@@ -11,7 +11,7 @@ import numpy as np
 
 from fedswarm.messages import ClientId
 
-__all__ = ["Sampler", "UniformSampler"]
+__all__ = ["PoissonSampler", "Sampler", "UniformSampler"]
 
 
 class Sampler(Protocol):
@@ -51,3 +51,24 @@ class UniformSampler:
         pool = sorted(available)
         picked = rng.choice(len(pool), size=self.count(len(pool)), replace=False)
         return sorted(pool[i] for i in picked)
+
+
+@dataclass(frozen=True)
+class PoissonSampler:
+    """Each available client independently with probability ``rate`` (Poisson sampling).
+
+    The round's size varies and may be zero. This is the sampling that differential
+    privacy's subsampled-Gaussian accounting assumes: with a fixed-size sample the
+    amplification by sampling it reports would not hold.
+    """
+
+    rate: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rate <= 1:
+            raise ValueError(f"rate must be in (0, 1], got {self.rate}")
+
+    def sample(self, available: Sequence[ClientId], rng: np.random.Generator) -> list[ClientId]:
+        pool = sorted(available)
+        picked = rng.random(len(pool)) < self.rate
+        return [cid for cid, keep in zip(pool, picked, strict=True) if keep]

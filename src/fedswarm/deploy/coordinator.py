@@ -27,7 +27,7 @@ from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
-from fedswarm.run.build import build_strategy, data_spec, round_policy
+from fedswarm.run.build import data_spec, round_policy, run_strategy
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
@@ -109,7 +109,7 @@ class Coordinator:
         store = RunStore.open(self.state_dir, cfg)
         dataset = configured_dataset(data_spec(cfg.data, cfg.seed))  # schema, central test
         learner = TorchLearner(model_factory(cfg.model, dataset))
-        strategy, run = build_strategy(cfg), RunInfo(store.run_id, cfg.seed)
+        strategy, run = run_strategy(cfg), RunInfo(store.run_id, cfg.seed)
         with torch_settings(cfg.simulation.threads):
             start = store.latest() or store.begin(strategy.init(learner.init_params(cfg.seed)))
         state = start.state
@@ -131,6 +131,7 @@ class Coordinator:
             self.on_round(report)
 
         gate = self._gate(transport)
+        stopped: list[str] = []  # why a privacy budget ended the run, if it did
         try:
             with torch_settings(cfg.simulation.threads):
                 while state.round < cfg.rounds and not self.stop.is_set():
@@ -138,12 +139,16 @@ class Coordinator:
                         state = run_rounds(
                             strategy, gate, state, rounds=cfg.rounds, run=run,
                             policy=round_policy(cfg), central_eval=central, on_round=commit,
+                            on_stop=lambda s, why: stopped.append(why),
                         )  # fmt: skip
+                        if stopped:
+                            _log.warning("%s", stopped[-1])
+                            break
                     except QuorumError as err:  # nothing was committed: play it again
                         _log.warning("%s; playing the round again", err)
                         state = (store.latest() or start).state
                         self.stop.wait(1.0)
-            return store.finish(state) if state.round >= cfg.rounds else {}
+            return store.finish(state) if state.round >= cfg.rounds or stopped else {}
         finally:
             transport.stop()
 

@@ -12,7 +12,9 @@ from torch import nn
 from fedswarm.data.partition import PartitionSpec
 from fedswarm.data.registry import DataSpec
 from fedswarm.driver import RoundPolicy
+from fedswarm.entropy import OsSecrets, SecretSource, SimulatedSecrets
 from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
+from fedswarm.privacy.build import private
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
 from fedswarm.run.config import (
@@ -23,22 +25,33 @@ from fedswarm.run.config import (
     FedOptConfig,
     FedProxConfig,
     RunConfig,
+    SamplingKind,
     ScaffoldConfig,
     StrategyConfig,
 )
 from fedswarm.run.experiment import Experiment
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
-from fedswarm.sampling import UniformSampler
+from fedswarm.sampling import PoissonSampler, Sampler, UniformSampler
 from fedswarm.server_opt import AdaptiveRule
-from fedswarm.strategy import RunInfo, Strategy
+from fedswarm.strategy import FitStrategy, RunInfo, Strategy
 from fedswarm.training import LocalTraining
 from fedswarm.transforms import ClipNorm
 
-__all__ = ["build", "build_strategy", "data_spec", "round_policy"]
+__all__ = ["build", "build_strategy", "data_spec", "round_policy", "run_strategy"]
+
+
+def run_strategy(config: RunConfig, secrets: SecretSource | None = None) -> FitStrategy:
+    """What a run executes: the configured strategy, under ``[privacy]`` wrapped by
+    DP-FedAvg, whose noise comes from ``secrets`` (the coordinator's; default: the OS's)."""
+    strategy = build_strategy(config)
+    if config.privacy is not None:
+        return private(strategy, config.privacy, secrets or OsSecrets())
+    return strategy
 
 
 def build_strategy(config: RunConfig) -> Strategy:
+    """The configured algorithm (sampler, client update, aggregator, server optimiser)."""
     c, s = config.client, config.strategy
     training = LocalTraining(
         batch_size=c.batch_size,
@@ -49,14 +62,16 @@ def build_strategy(config: RunConfig) -> Strategy:
         momentum=c.momentum,
         weight_decay=c.weight_decay,
     )
-    sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
+    sampler: Sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
+    if s.sampling is SamplingKind.POISSON:
+        sampler = PoissonSampler(s.fraction)
     strategy = _algorithm(s, training, sampler)
     if s.clip_norm is not None:
         strategy = replace(strategy, transforms=(ClipNorm(s.clip_norm),))
     return strategy
 
 
-def _algorithm(s: StrategyConfig, training: LocalTraining, sampler: UniformSampler) -> Strategy:
+def _algorithm(s: StrategyConfig, training: LocalTraining, sampler: Sampler) -> Strategy:
     match s:  # the presets hold each algorithm's composition; config only picks one
         case FedAvgConfig():
             return fedavg(training, sampler, s.weighting)
@@ -135,7 +150,8 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
         config=config,
         dataset=dataset,
         learner=TorchLearner(model_fn),
-        strategy=build_strategy(config),
+        # SIMULATION ONLY: the coordinator's DP noise replays from the run seed.
+        strategy=run_strategy(config, SimulatedSecrets(config.seed, "(coordinator)")),
         policy=round_policy(config),
         run=RunInfo(run_id, config.seed),
         clients=clients,

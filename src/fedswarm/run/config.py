@@ -12,7 +12,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
 from pydantic import (
@@ -27,6 +27,8 @@ from pydantic import (
 from fedswarm.aggregation import Weighting
 from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
+from fedswarm.privacy.config import PrivacyConfig
+from fedswarm.privacy.dpfedavg import Mechanism
 from fedswarm.training import OptimizerKind
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "ModelConfig",
     "ModelName",
     "RunConfig",
+    "SamplingKind",
     "ScaffoldConfig",
     "SimulationConfig",
     "StoreConfig",
@@ -126,7 +129,13 @@ class ClientConfig(_Frozen):
         return self
 
 
+class SamplingKind(enum.Enum):
+    FIXED = "fixed"  # max(min_clients, ceil(fraction * K)) clients without replacement
+    POISSON = "poisson"  # each client independently with probability fraction (DP's)
+
+
 class _Sampling(_Frozen):
+    sampling: SamplingKind = SamplingKind.FIXED
     clients_per_round: int | None = Field(None, ge=1, description="exact count per round")
     fraction: float = Field(1.0, gt=0, le=1, description="C: fraction of clients per round")
     min_clients: int = Field(1, ge=1)
@@ -253,6 +262,45 @@ class RunConfig(_Frozen):
     simulation: SimulationConfig = SimulationConfig()
     deployment: DeploymentConfig = DeploymentConfig()
     store: StoreConfig = StoreConfig()
+    privacy: PrivacyConfig | None = None
+
+    @model_validator(mode="after")
+    def _poisson_has_a_rate_only(self) -> RunConfig:
+        s = self.strategy
+        fixed_size = s.clients_per_round is not None or "min_clients" in s.model_fields_set
+        if s.sampling is SamplingKind.POISSON and fixed_size:
+            raise ValueError(
+                'strategy.sampling = "poisson" samples each client with probability '
+                "strategy.fraction: remove strategy.clients_per_round and strategy.min_clients"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _privacy_keeps_its_guarantee(self) -> RunConfig:
+        if self.privacy is None:
+            return self
+        s, why = self.strategy, ""
+        if s.sampling is not SamplingKind.POISSON:
+            why = (
+                'set strategy.sampling = "poisson": the accountant assumes each client is '
+                "sampled independently with probability strategy.fraction"
+            )
+        elif s.clip_norm is not None:
+            why = "remove strategy.clip_norm: under [privacy] the clip norm is privacy.clip_norm"
+        elif isinstance(s, ScaffoldConfig):
+            why = "strategy 'scaffold' averages control variates without noise; use fedavg"
+        elif (
+            self.privacy.mechanism is Mechanism.CENTRAL
+            and isinstance(s, FedAvgConfig)
+            and s.weighting is Weighting.EXAMPLES
+        ):
+            why = (
+                'set strategy.weighting = "uniform": an example-weighted mean under central DP '
+                "lets a participant's influence grow with its example count"
+            )
+        if why:
+            raise ValueError(f"[privacy] with these [strategy] keys breaks the guarantee: {why}")
+        return self
 
     @model_validator(mode="after")
     def _scaffold_needs_plain_sgd(self) -> RunConfig:
@@ -291,6 +339,8 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
             continue
         field = model.model_fields.get(str(part))
         ann = field.annotation if field else None
+        if not isinstance(ann, type):  # an optional table (``privacy: PrivacyConfig | None``)
+            ann = next((a for a in get_args(ann) if isinstance(a, type)), None)
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             if str(part) != "strategy":
                 return []

@@ -28,7 +28,7 @@ from fedswarm.simulation.devices import DeviceModel
 from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.simulation.process import ProcessBackend
 from fedswarm.simulation.ray_backend import RayBackend
-from fedswarm.strategy import RunInfo, ServerState, Strategy
+from fedswarm.strategy import FitStrategy, RunInfo, ServerState
 
 __all__ = ["Experiment", "RoundProgress", "devices"]
 
@@ -38,7 +38,7 @@ class Experiment:
     config: RunConfig
     dataset: FederatedDataset
     learner: Learner  # for the initial model and central evaluation
-    strategy: Strategy
+    strategy: FitStrategy
     policy: RoundPolicy
     run: RunInfo
     clients: ConfiguredClients
@@ -77,6 +77,7 @@ class Experiment:
         self,
         on_round: Callable[[RoundProgress], None] = lambda progress: None,
         resume: Checkpoint | None = None,
+        on_stop: Callable[[str], None] = lambda why: None,
     ) -> ServerState:
         """Every configured round in memory, no files (``simulate`` adds the run store).
 
@@ -102,6 +103,7 @@ class Experiment:
                     policy=self.policy,
                     central_eval=central,
                     on_round=lambda s, r: on_round(RoundProgress(s, r, transport.memories)),
+                    on_stop=lambda s, why: on_stop(why),
                 )
             finally:
                 transport.close()

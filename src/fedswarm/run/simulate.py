@@ -39,6 +39,6 @@ def simulate(
         store.commit(progress.state, progress.report, progress.memories)
         on_round(progress.report)
 
-    final = exp.train(commit, resume=start)
+    final = exp.train(commit, resume=start, on_stop=log)  # a privacy budget says why
     store.finish(final)
     return final
