@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import dp_accounting
 import numpy as np
 from dp_accounting import pld, rdp
+from dp_accounting.mechanism_calibration import BracketInterval
 
 __all__ = ["AccountantKind", "Event", "Ledger", "calibrate_noise", "epsilon", "to_dp_event"]
 
@@ -123,12 +124,16 @@ def calibrate_noise(
     def rounds_of(z: float) -> dp_accounting.DpEvent:
         return dp_accounting.SelfComposedDpEvent(to_dp_event(Event(sampling_rate, z)), rounds)
 
-    z = dp_accounting.calibrate_dp_mechanism(
-        lambda: _accountant(kind),
-        rounds_of,
-        target_epsilon,
-        delta,
-        dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
-        tol=1e-4,
-    )
+    def search(kind: AccountantKind, bracket: BracketInterval) -> float:
+        return float(
+            dp_accounting.calibrate_dp_mechanism(
+                lambda: _accountant(kind), rounds_of, target_epsilon, delta, bracket, tol=1e-4
+            )
+        )
+
+    z = search(AccountantKind.RDP, dp_accounting.LowerEndpointAndGuess(1e-3, 1.0))
+    if kind is AccountantKind.PLD:
+        # PLD is tighter (needs no more noise than RDP) but a PLD of tiny noise is huge
+        # (tens of GiB at z = 1e-3): search below RDP's answer only.
+        z = search(kind, dp_accounting.ExplicitBracketInterval(0.3 * z, z + 1e-4))
     return float(z) + 1e-4  # the search's answer may sit just below the optimum
