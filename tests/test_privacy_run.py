@@ -9,12 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import dp_accounting
+import numpy as np
 import pytest
 import torch
 from dp_accounting import rdp
 
+from fedswarm.messages import FitIns
+from fedswarm.params import Params
+from fedswarm.privacy import GaussianNoise
+from fedswarm.run.build import run_codec, run_strategy
 from fedswarm.run.config import ConfigError, RunConfig, loads_config
 from fedswarm.run.simulate import simulate
+from fedswarm.strategy import RunInfo
+from fedswarm.transforms import ClipNorm
+from fedswarm.wire import WireError, default_codec
 
 PRIVATE = """
 seed = 3
@@ -156,3 +164,19 @@ def test_target_epsilon_ends_the_run_early_and_the_summary_says_so(tmp_path: Pat
     assert summary["epsilon"] <= 5.0
     assert summary["stopped_by_budget"] is True
     assert any("target_epsilon 5" in n for n in notes)
+
+
+def test_local_dp_instructions_cross_the_wire() -> None:
+    """What local DP sends participants on other machines (clip, then private noise)
+    encodes and decodes with the run's codec; the plain default codec refuses it."""
+    cfg = config(privacy='mechanism = "local"')
+    strategy = run_strategy(cfg)
+    state = strategy.init(Params.from_arrays({"w": np.zeros(3, np.float32)}))
+    requests = strategy.configure_fit(state, [f"{k:05d}" for k in range(40)], RunInfo("r", 0))
+    ins = requests[0][1]
+    codec = run_codec()
+    back = codec.decode(codec.encode(ins), max_bytes=1 << 20)
+    assert isinstance(back, FitIns)
+    assert back.transforms == (ClipNorm(0.5), GaussianNoise(0.6))
+    with pytest.raises(WireError, match="GaussianNoise"):
+        default_codec().encode(ins)

@@ -240,6 +240,7 @@ def client(
         participant_factory,
         tls_identity,
     )
+    from fedswarm.run.build import run_codec
     from fedswarm.run.config import ConfigError
     from fedswarm.security.pki import Role
     from fedswarm.transport.grpc.client import ParticipantRefused, run_participant
@@ -248,7 +249,7 @@ def client(
     try:
         node = find_node(pki, Role.CLIENT, name)
         factory = participant_factory(name, data, own_process=True)
-        run_participant(server, tls_identity(node), factory)
+        run_participant(server, tls_identity(node), factory, codec=run_codec())
     except ParticipantRefused as exc:
         raise _fail("refused by the coordinator", exc, 3) from None
     except (NodeSetupError, ConfigError, DatasetNotInstalledError, OSError) as exc:

@@ -27,7 +27,7 @@ from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
-from fedswarm.run.build import data_spec, round_policy, run_strategy
+from fedswarm.run.build import data_spec, round_policy, run_codec, run_strategy
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
@@ -161,6 +161,7 @@ class Coordinator:
             max_uploads=d.max_uploads,
             max_downloads=d.max_downloads,
             run=spec,
+            codec=run_codec(),
         )
 
     def _gate(self, transport: GrpcServerTransport) -> _Gate:

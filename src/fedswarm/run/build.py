@@ -15,6 +15,7 @@ from fedswarm.driver import RoundPolicy
 from fedswarm.entropy import OsSecrets, SecretSource, SimulatedSecrets
 from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
 from fedswarm.privacy.build import private
+from fedswarm.privacy.wire import register_privacy
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
 from fedswarm.run.config import (
@@ -37,8 +38,9 @@ from fedswarm.server_opt import AdaptiveRule
 from fedswarm.strategy import FitStrategy, RunInfo, Strategy
 from fedswarm.training import LocalTraining
 from fedswarm.transforms import ClipNorm
+from fedswarm.wire import Codec, default_codec
 
-__all__ = ["build", "build_strategy", "data_spec", "round_policy", "run_strategy"]
+__all__ = ["build", "build_strategy", "data_spec", "round_policy", "run_codec", "run_strategy"]
 
 
 def run_strategy(config: RunConfig, secrets: SecretSource | None = None) -> FitStrategy:
@@ -48,6 +50,12 @@ def run_strategy(config: RunConfig, secrets: SecretSource | None = None) -> FitS
     if config.privacy is not None:
         return private(strategy, config.privacy, secrets or OsSecrets())
     return strategy
+
+
+def run_codec() -> Codec:
+    """The wire codec of a configured run: fedswarm's messages and the privacy transforms
+    (the coordinator and its participants must use the same)."""
+    return default_codec().extended(register_privacy)
 
 
 def build_strategy(config: RunConfig) -> Strategy:

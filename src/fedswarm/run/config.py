@@ -267,7 +267,7 @@ class RunConfig(_Frozen):
     @model_validator(mode="after")
     def _poisson_has_a_rate_only(self) -> RunConfig:
         s = self.strategy
-        fixed_size = s.clients_per_round is not None or "min_clients" in s.model_fields_set
+        fixed_size = s.clients_per_round is not None or s.min_clients != 1
         if s.sampling is SamplingKind.POISSON and fixed_size:
             raise ValueError(
                 'strategy.sampling = "poisson" samples each client with probability '
