@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from fedswarm.privacy.config import AdaptiveClippingConfig, PrivacyConfig
 from fedswarm.run import config as cfg
 
 README = Path(__file__).parent.parent / "README.md"
@@ -82,12 +83,15 @@ def _keys(model: type[BaseModel]) -> set[str]:
         cfg.SimulationConfig,
         cfg.DeploymentConfig,
         cfg.StoreConfig,
+        PrivacyConfig,
+        AdaptiveClippingConfig,
     ],
 )
 def test_reference_documents_every_key(model: type[BaseModel]) -> None:
     reference = README.read_text().split("## Config reference", 1)[1]
     nested = {
         "data", "model", "client", "strategy", "evaluation", "simulation", "deployment", "store",
+        "adaptive_clipping",
     }  # fmt: skip
     missing = {k for k in _keys(model) - nested if f"`{k}`" not in reference}
     assert not missing, f"README config reference lacks {sorted(missing)}"
