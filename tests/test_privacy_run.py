@@ -180,3 +180,22 @@ def test_local_dp_instructions_cross_the_wire() -> None:
     assert back.transforms == (ClipNorm(0.5), GaussianNoise(0.6))
     with pytest.raises(WireError, match="GaussianNoise"):
         default_codec().encode(ins)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["vectorized", "process"])
+@pytest.mark.parametrize("mechanism", ["central", "local"])
+def test_every_backend_runs_private_rounds(tmp_path: Path, backend: str, mechanism: str) -> None:
+    """The clip (and local noise) transform reaches participants on every backend: with a
+    clip norm far below the raw update norms, an unclipped upload would stop a central run
+    with a PrivacyError; the epsilon is the same as the sequential backend's."""
+    privacy = f'mechanism = "{mechanism}"'
+    base = text(privacy=privacy).replace("clip_norm = 0.5", "clip_norm = 0.001")
+    runs = {}
+    for kind in ("sequential", backend):
+        cfg = loads_config(base.replace('backend = "sequential"', f'backend = "{kind}"'))
+        cfg = cfg.model_copy(update={"rounds": 2})
+        simulate(cfg, tmp_path / kind)
+        runs[kind] = json.loads((tmp_path / kind / "summary.json").read_text())["privacy"]
+    assert runs[backend] == runs["sequential"]
+    assert runs[backend]["rounds"] == 2
