@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from fedswarm.privacy import AccountantKind, calibrate_noise
 from fedswarm.run.build import build
@@ -78,6 +79,9 @@ def main() -> None:
     ap.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 3.0, 8.0])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    # One BLAS thread: on a contended machine OpenBLAS's spinning threads made each
+    # np.linalg.norm of an update (ClipNorm, on every participant) take ~20 ms.
+    threadpool_limits(args.threads)
     rows = [{"target_epsilon": math.inf, "noise_multiplier": 0.0, **train(config(args, None))}]
     for eps in args.epsilons:
         z = calibrate_noise(eps, 1e-5, args.rate, args.rounds, AccountantKind.RDP)
