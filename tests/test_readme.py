@@ -33,11 +33,14 @@ def test_python_tour_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert accuracy > 0.8
 
 
-def test_toml_example_is_a_valid_config() -> None:
-    (toml,) = _blocks("toml")
+def test_toml_examples_are_valid_configs() -> None:
+    toml, private = _blocks("toml")
     config = cfg.loads_config(toml, "README example")
     assert config.strategy.name == "scaffold"
     assert config.data.num_clients == 100
+    privacy = cfg.loads_config(private, "README privacy example").privacy
+    assert privacy is not None
+    assert privacy.target_epsilon == 3.0
 
 
 def test_deploy_walkthrough_runs_as_written(tmp_path: Path) -> None:
