@@ -28,7 +28,14 @@ from fedswarm.driver import run_rounds
 from fedswarm.entropy import OsSecrets, SimulatedSecrets
 from fedswarm.messages import ClientId, FitIns, FitRes, Outcome
 from fedswarm.params import Params
-from fedswarm.privacy import AccountantKind, DPFedAvg, GaussianNoise, Mechanism, PrivacyError
+from fedswarm.privacy import (
+    AccountantKind,
+    AdaptiveClipping,
+    DPFedAvg,
+    GaussianNoise,
+    Mechanism,
+    PrivacyError,
+)
 from fedswarm.reports import RoundReport
 from fedswarm.sampling import PoissonSampler
 from fedswarm.simulation.memory import InMemoryTransport
@@ -183,9 +190,20 @@ def test_every_update_the_coordinator_receives_has_norm_at_most_c() -> None:
     assert min(spy.norms) > 0.5 * (1 - 1e-6)  # they were all longer: all clipped to C
 
 
-def test_an_unclipped_upload_is_not_released() -> None:
+def test_a_participant_that_skips_the_clip_is_clipped_by_the_coordinator() -> None:
+    """Uploads sent unclipped (the transforms stripped) move the model exactly as the same
+    uploads clipped by the participants do: the coordinator clipped them on arrival."""
+    cheating = Spy(federation(rows(scale=50.0)), strip=True)
+    cheated, _ = run(dp(z=1.0, clip=0.5), cheating, rounds=2)
+    honest, _ = run(dp(z=1.0, clip=0.5), federation(rows(scale=50.0)), rounds=2)
+    assert max(cheating.norms) > 10  # they did arrive unclipped
+    np.testing.assert_allclose(cheated.params.flat, honest.params.flat, rtol=1e-6)
+
+
+def test_an_unclipped_upload_under_adaptive_clipping_is_not_released() -> None:
+    adaptive = AdaptiveClipping(0.5, 0.2, 1.0)
     with pytest.raises(PrivacyError, match="above the clip norm"):
-        run(dp(z=1.0, clip=0.5), Spy(federation(rows(scale=50.0)), strip=True), rounds=1)
+        run(dp(1.0, 0.5, adaptive=adaptive), Spy(federation(rows(scale=50.0)), strip=True), 1)
 
 
 def test_the_noise_has_the_promised_standard_deviation() -> None:

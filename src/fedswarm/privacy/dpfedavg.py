@@ -4,8 +4,10 @@ Central mode: participants clip their update to L2 norm C (a transform in the
 instruction); the coordinator adds ``N(0, (z C)^2 I)`` to the streamed sum from its own
 secret randomness and divides by the fixed denominator ``q N`` (the expected number of
 participants), so one participant moves the model by at most ``C / (q N)`` whether it was
-sampled or not. Local mode: each participant clips and noises its own update (the
-coordinator is not trusted), and the inner strategy averages what arrives.
+sampled or not. The coordinator clips each upload again as it arrives, so a participant
+that skips the transform gains nothing (with a fixed C). Local mode: each participant clips
+and noises its own update (the coordinator is not trusted), and the inner strategy averages
+what arrives.
 
 Every round, an empty one included, appends its releases to the accountant's ledger in
 ``ServerState.wrapper`` (so a checkpoint carries it) and reports the epsilon spent under
@@ -53,7 +55,8 @@ class Mechanism(enum.Enum):
 
 
 class PrivacyError(RuntimeError):
-    """A round that would break the guarantee (an unclipped upload); nothing is released."""
+    """A round that would break the guarantee (an upload longer than the adaptive C, which the
+    fold could not clip); nothing is released."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,9 @@ class DPFedAvg:
             return inner  # the uploads are noised already: the inner strategy averages them
         if inner is None:
             raise ValueError("DP-FedAvg noises the streamed sum: the inner aggregator must stream")
-        return NormedFold(inner)
+        # A fixed C is known here, so the coordinator clips again as uploads arrive; an
+        # adaptive C lives in the round's state, so an unclipped upload is refused later.
+        return NormedFold(inner, None if self.adaptive else self.clip_norm)
 
     def aggregate_fit(
         self,
@@ -147,8 +152,8 @@ class DPFedAvg:
         if self.mechanism is Mechanism.CENTRAL:
             if not isinstance(summed, NormedSum):
                 raise ValueError("central DP-FedAvg aggregates the sum its accumulator folded")
-            _check_clipped(summed.norms, clip)
             if self.adaptive is not None:
+                _check_clipped(summed.norms, clip)
                 next_clip = self._adapted(summed.norms, clip, rnd, num_clients)
             summed = self._noised(summed, rnd, clip, num_clients)
         new, summary = self.inner.aggregate_fit(
