@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from fedswarm.attacks.config import ATTACK_BY_KIND
+from fedswarm.privacy.config import AdaptiveClippingConfig, PrivacyConfig
 from fedswarm.run import config as cfg
 from fedswarm.run.aggregators import OPTIONS_BY_NAME
 from fedswarm.secagg.config import SecureAggregationConfig
@@ -36,11 +37,14 @@ def test_python_tour_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert accuracy > 0.8
 
 
-def test_toml_example_is_a_valid_config() -> None:
-    (toml,) = _blocks("toml")
+def test_toml_examples_are_valid_configs() -> None:
+    toml, private = _blocks("toml")
     config = cfg.loads_config(toml, "README example")
     assert config.strategy.name == "scaffold"
     assert config.data.num_clients == 100
+    privacy = cfg.loads_config(private, "README privacy example").privacy
+    assert privacy is not None
+    assert privacy.target_epsilon == 3.0
 
 
 @pytest.mark.slow
@@ -93,6 +97,8 @@ def _keys(model: type[BaseModel]) -> set[str]:
         SwarmConfig,
         SecureAggregationConfig,
         cfg.SplitConfig,
+        PrivacyConfig,
+        AdaptiveClippingConfig,
     ],
     ids=str,
 )
@@ -104,6 +110,7 @@ def test_reference_documents_every_key(model: type[BaseModel]) -> None:
         "swarm",
         "secure_aggregation",
         "split",
+        "adaptive_clipping",
     }  # fmt: skip
     missing = {k for k in _keys(model) - nested if f"`{k}`" not in reference}
     assert not missing, f"README config reference lacks {sorted(missing)}"

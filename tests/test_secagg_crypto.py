@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import stats  # type: ignore[import-untyped]
+from scipy import stats
 
 from fedswarm.secagg.crypto.aead import InvalidShareError, open_share, seal_share
 from fedswarm.secagg.crypto.keys import agree, keypair_from_seed, public_of

@@ -7,7 +7,8 @@ for the last round only:
 - :func:`encode_params`: the parameters, one float32 tensor per named tensor, cut from the
   flat vector (exact: resuming from it continues bit for bit), the layout in the metadata;
 - :func:`encode_state`: the rest of the server state (round, optimiser step and moments, the
-  client-update component's slots) and, in simulation, the participants' memories.
+  client-update component's slots, wrappers' state) and, in simulation, the participants'
+  memories.
 
 Both encodings are deterministic: the same state gives the same bytes.
 """
@@ -78,6 +79,7 @@ def encode_state(ckpt: Checkpoint) -> bytes:
     s = ckpt.state
     tensors = {f"opt/{k}": v for k, v in s.optimizer.slots.items()}
     tensors |= {f"update/{k}": v for k, v in s.update.items()}
+    tensors |= {f"wrapper/{k}": v for k, v in s.wrapper.items()}
     for i, memory in enumerate(ckpt.memories.values()):  # ids live in the metadata:
         tensors |= {f"memory/{i}/{k}": v for k, v in memory.items()}  # they may contain "/"
     meta = {
@@ -105,6 +107,7 @@ def decode_state(data: bytes, params: Params, where: str) -> Checkpoint:
             params=params,
             optimizer=OptimizerState(int(meta["opt_step"]), _prefixed(tensors, "opt/")),
             update=_prefixed(tensors, "update/"),
+            wrapper=_prefixed(tensors, "wrapper/"),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{where} is not a valid resume state: {exc!r}") from None

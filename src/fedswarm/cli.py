@@ -1,5 +1,5 @@
 """The ``fedswarm`` command line: ``demo``, ``run``, ``datasets``, ``server``, ``client``
-and the ``ca`` group."""
+and the ``ca`` and ``privacy`` groups."""
 
 from __future__ import annotations
 
@@ -520,6 +520,43 @@ def ca_list(directory: CaDirOption = Path("pki")) -> None:
         status = "revoked" if e.revoked else "expired" if e.not_after < now else "active"
         table.add_row(e.name, e.role.value, f"{e.serial:x}"[:16], f"{e.not_after:%Y-%m-%d}", status)
     console.print(table)
+
+
+privacy_app = typer.Typer(
+    help="Differential privacy: calibrate a run's noise.", no_args_is_help=True
+)
+app.add_typer(privacy_app, name="privacy")
+
+
+class AccountantChoice(enum.Enum):  # the CLI imports no accountant until a command runs
+    RDP = "rdp"
+    PLD = "pld"
+
+
+@privacy_app.command("calibrate")
+def privacy_calibrate(
+    epsilon: Annotated[float, typer.Option(min=0, help="Target epsilon.")],
+    rate: Annotated[float, typer.Option(min=0, max=1, help="q: [strategy] fraction.")],
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds the run will execute.")],
+    delta: Annotated[float, typer.Option(min=0, max=1, help="Target delta.")] = 1e-5,
+    accountant: Annotated[AccountantChoice, typer.Option()] = AccountantChoice.RDP,
+) -> None:
+    """The noise multiplier for which ROUNDS Poisson-subsampled Gaussian rounds at rate q
+    spend at most EPSILON at DELTA ([privacy] noise_multiplier)."""
+    from fedswarm.privacy.accountant import AccountantKind, Event, Ledger, calibrate_noise
+    from fedswarm.privacy.accountant import epsilon as spent
+
+    kind = AccountantKind(accountant.value)
+    try:
+        z = calibrate_noise(epsilon, delta, rate, rounds, kind)
+    except ValueError as exc:
+        raise _fail("calibrate error", exc, 2) from None
+    ledger = Ledger.empty().record([Event(rate, z)] * rounds)
+    console.print(f"noise_multiplier = {z:.4f}")
+    console.print(
+        f"epsilon {spent(ledger, delta, kind):.4f} at delta {delta:g} after {rounds} rounds "
+        f"at q = {rate:g} ({kind.value})"
+    )
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from fedswarm.reports import RoundReport
 from fedswarm.rounds import Exchange, RoundProtocol, evaluate_round, fit_round
 from fedswarm.sampling import Sampler
 from fedswarm.seeding import round_rng
-from fedswarm.strategy import FitStrategy, RunInfo, ServerState
+from fedswarm.strategy import Budgeted, FitStrategy, RunInfo, ServerState
 from fedswarm.training import Evaluation
 from fedswarm.transport.base import Transport
 
@@ -79,14 +79,20 @@ def run_rounds(
     central_eval: Callable[[Params], Evaluation] | None = None,
     on_round: Callable[[ServerState, RoundReport], None] = lambda s, r: None,
     fit_protocol: FitProtocol = fit_round,
+    on_stop: Callable[[ServerState, str], None] = lambda s, why: None,
 ) -> ServerState:
     """Run rounds ``state.round + 1 .. rounds`` (``rounds`` is the total, not "more").
 
     ``on_round`` sees each completed round; a resumed state continues where it stopped.
     ``fit_protocol`` runs each fit round (a multi-exchange protocol such as secure
-    aggregation in place of the one-exchange :func:`~fedswarm.rounds.fit_round`).
+    aggregation in place of the one-exchange :func:`~fedswarm.rounds.fit_round`). A
+    :class:`~fedswarm.strategy.Budgeted` strategy may end the run early: ``on_stop`` is
+    told why, and the state of the last round run is returned.
     """
     while state.round < rounds:
+        if isinstance(strategy, Budgeted) and (why := strategy.exhausted(state)) is not None:
+            on_stop(state, why)
+            break
         available = transport.available()  # may wait for participants: not round time
         start = time.perf_counter()
         result = pump(
@@ -110,7 +116,7 @@ def run_rounds(
                 federated=federated,
                 replied=result.replied,
                 failures=result.failures,
-                metrics=score_metrics(result.summary.scores),
+                metrics={**score_metrics(result.summary.scores), **result.summary.metrics},
                 scores=result.summary.scores,
                 clients=result.clients,
                 updates=result.updates,

@@ -95,9 +95,11 @@ def fit_round(
         accumulator=strategy.accumulator(state.params.dim),
         keep_updates=keep_updates,
     )
-    outcomes = yield Exchange(Stage.FIT, tuple(requests), fold=check)
+    # Poisson sampling may ask nobody of those available: the round still happens (a private
+    # round's noise is released and accounted), with no exchange and no quorum to meet.
+    outcomes = (yield Exchange(Stage.FIT, tuple(requests), fold=check)) if requests else ()
     replies, failures = check.split(outcomes)
-    if len(replies) < max(min_replies, 1):
+    if (requests or not available) and len(replies) < max(min_replies, 1):
         reasons = "; ".join(str(f) for f in failures[:5])
         raise QuorumError(
             f"round {rnd}: {len(replies)} of {len(requests)} participants replied, "

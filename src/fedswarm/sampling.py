@@ -11,7 +11,7 @@ import numpy as np
 
 from fedswarm.messages import ClientId
 
-__all__ = ["ForgettingSampler", "Sampler", "UniformSampler"]
+__all__ = ["ForgettingSampler", "PoissonSampler", "Sampler", "UniformSampler"]
 
 
 class Sampler(Protocol):
@@ -65,3 +65,24 @@ class ForgettingSampler:
     def sample(self, available: Sequence[ClientId], rng: np.random.Generator) -> list[ClientId]:
         everyone = sorted({*available, *self.forgotten})
         return [c for c in self.inner.sample(everyone, rng) if c not in self.forgotten]
+
+
+@dataclass(frozen=True)
+class PoissonSampler:
+    """Each available client independently with probability ``rate`` (Poisson sampling).
+
+    The round's size varies and may be zero. This is the sampling that differential
+    privacy's subsampled-Gaussian accounting assumes: with a fixed-size sample the
+    amplification by sampling it reports would not hold.
+    """
+
+    rate: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rate <= 1:
+            raise ValueError(f"rate must be in (0, 1], got {self.rate}")
+
+    def sample(self, available: Sequence[ClientId], rng: np.random.Generator) -> list[ClientId]:
+        pool = sorted(available)
+        picked = rng.random(len(pool)) < self.rate
+        return [cid for cid, keep in zip(pool, picked, strict=True) if keep]

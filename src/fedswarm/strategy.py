@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from fedswarm.server_opt import OptimizerState, ServerOptimizer, ServerSGD
 from fedswarm.training import LocalTraining
 from fedswarm.transforms import UpdateTransform
 
-__all__ = ["FitStrategy", "FitSummary", "RunInfo", "ServerState", "Strategy"]
+__all__ = ["Budgeted", "FitStrategy", "FitSummary", "RunInfo", "ServerState", "Strategy"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class ServerState:
     params: Params
     optimizer: OptimizerState
     update: Mapping[str, np.ndarray] = field(default_factory=dict)  # client-update component
+    # Wrappers' state (a privacy accountant's events, an adaptive clip norm), under
+    # ``namespace/name`` keys; checkpointed with the rest, carried through by ``Strategy``.
+    wrapper: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class FitSummary:
     # The aggregator's per-client scores, in the order of the replies sorted by client id
     # (``FitRoundResult.replied``); arrays, so left out of ``==``.
     scores: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False)
+    # What wrappers add to the round's report (``namespace/name`` keys, e.g. privacy/epsilon).
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 class FitStrategy(Protocol):
@@ -114,6 +119,16 @@ class FitStrategy(Protocol):
         arrived (then the replies' ``update`` fields are not read); ``num_clients``: the
         federation size this round.
         """
+        ...
+
+
+@runtime_checkable
+class Budgeted(Protocol):
+    """A strategy that may forbid further rounds (a privacy budget): the driver asks before
+    each round and stops, saying why, when :meth:`exhausted` answers."""
+
+    def exhausted(self, state: ServerState) -> str | None:
+        """Why round ``state.round + 1`` must not run, or None if it may."""
         ...
 
 
@@ -180,7 +195,10 @@ class Strategy:
         """Fold the replies of round ``state.round + 1`` into a new state (see
         :meth:`FitStrategy.aggregate_fit`)."""
         replies = sorted(replies, key=lambda r: r.client_id)  # order-independent result
-        if summed is None:
+        if not replies and (summed is None or summed.weight == 0):
+            # Nobody was sampled (Poisson sampling): a round of no update, still a round.
+            aggregate = Aggregate(np.zeros(state.params.dim, np.float32))
+        elif summed is None:
             aggregate = self._aggregate(state, replies, run)
         elif isinstance(self.aggregator, StreamingAggregator):
             aggregate = Aggregate(summed.mean())
@@ -197,6 +215,7 @@ class Strategy:
             params=state.params.replace(flat),
             optimizer=opt_state,
             update=self.client_update.absorb(state.update, replies, num_clients),
+            wrapper=state.wrapper,
         )
         return new_state, _summarise(replies, aggregate)
 
@@ -213,7 +232,12 @@ class Strategy:
 def _summarise(replies: Sequence[FitRes], aggregate: Aggregate) -> FitSummary:
     examples = np.array([r.num_examples for r in replies], np.float64)
     losses = np.array([r.train_loss for r in replies], np.float64)
-    loss = float(examples @ losses / examples.sum()) if examples.sum() else float(losses.mean())
+    if not replies:
+        loss = float("nan")  # nobody trained: no loss to report
+    elif examples.sum():
+        loss = float(examples @ losses / examples.sum())
+    else:
+        loss = float(losses.mean())
     return FitSummary(
         num_replies=len(replies),
         num_examples=int(examples.sum()),

@@ -28,7 +28,14 @@ from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import torch_settings
 from fedswarm.reports import RoundReport
 from fedswarm.rounds import QuorumError
-from fedswarm.run.build import build_strategy, data_spec, local_training, paradigm, round_policy
+from fedswarm.run.build import (
+    data_spec,
+    local_training,
+    paradigm,
+    round_policy,
+    run_codec,
+    run_strategy,
+)
 from fedswarm.run.config import RunConfig, dump_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.paradigm import Paradigm
@@ -154,7 +161,7 @@ class Coordinator:
             )
         root = fltrust_root(cfg, dataset, model_fn, local_training(cfg))  # FLTrust's root data
         verify = member_check(self.pki / "ca.crt")  # secure aggregation's keys, against the CA
-        rounds = paradigm(cfg, build_strategy(cfg, root), model_fn, verify=verify)
+        rounds = paradigm(cfg, run_strategy(cfg, root=root), model_fn, verify=verify)
         with torch_settings(cfg.simulation.threads):
             start = store.latest() or store.begin(
                 rounds.initial_state(learner.init_params(cfg.seed))
@@ -179,6 +186,7 @@ class Coordinator:
             self.on_round(report)
 
         gate = self._gate(transport, members)
+        stopped: list[str] = []  # why a privacy budget ended the run, if it did
         try:
             with torch_settings(cfg.simulation.threads):
                 while state.round < cfg.rounds and not self.stop.is_set():
@@ -186,12 +194,16 @@ class Coordinator:
                         state = rounds.run_rounds(
                             gate, state, rounds=cfg.rounds, run=run,
                             policy=round_policy(cfg), central_eval=central, on_round=commit,
+                            on_stop=lambda s, why: stopped.append(why),
                         )  # fmt: skip
+                        if stopped:
+                            _log.warning("%s", stopped[-1])
+                            break
                     except QuorumError as err:  # nothing was committed: play it again
                         _log.warning("%s; playing the round again", err)
                         state = (store.latest() or start).state
                         self.stop.wait(1.0)
-            return store.finish(state) if state.round >= cfg.rounds else {}
+            return store.finish(state) if state.round >= cfg.rounds or stopped else {}
         finally:
             transport.stop()
 
@@ -204,7 +216,7 @@ class Coordinator:
             max_uploads=d.max_uploads,
             max_downloads=d.max_downloads,
             run=spec,
-            codec=rounds.codec,
+            codec=run_codec(),
             kinds=rounds.kinds,
         )
 

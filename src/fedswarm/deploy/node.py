@@ -26,27 +26,24 @@ from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.kinds import BUILTIN_KINDS
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import set_torch_settings
-from fedswarm.run.build import build_strategy, data_spec, paradigm
+from fedswarm.run.build import build_strategy, data_spec, paradigm, run_codec
 from fedswarm.run.config import loads_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
 from fedswarm.secagg import KINDS as SECAGG_KINDS
 from fedswarm.secagg import KeyBinding
 from fedswarm.secagg.messages import AdvertiseRes
-from fedswarm.secagg.wire import register as register_secagg
 from fedswarm.security.pki import NodePaths, PeerRejected, Role, TrustStore
 from fedswarm.security.signing import NodeSigner, SignatureInvalid, verify_signature
 from fedswarm.split import KINDS as SPLIT_KINDS
-from fedswarm.split.messages import register as register_split
 from fedswarm.transport.grpc.client import AppFactory
 from fedswarm.transport.grpc.frames import RunSpec
 from fedswarm.transport.grpc.tls import PeerCheck, PeerRefused, TlsIdentity
-from fedswarm.wire import default_codec
 
 # What a deployed participant can read: the messages of every paradigm fedswarm runs (its
 # handlers, built from the coordinator's config, decide which it answers).
 # A participant learns its run's protocol only once connected: it reads every kind.
-PARTICIPANT_CODEC = default_codec().extended(register_secagg, register_split)
+PARTICIPANT_CODEC = run_codec()
 PARTICIPANT_KINDS = SECAGG_KINDS.extended(*(k for k in SPLIT_KINDS if k not in set(BUILTIN_KINDS)))
 
 __all__ = [

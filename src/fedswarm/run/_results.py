@@ -11,6 +11,7 @@ from typing import Any
 
 from safetensors.numpy import save
 
+from fedswarm.privacy.summary import privacy_summary
 from fedswarm.reports import RoundRecord
 from fedswarm.run._blobs import write_atomic
 from fedswarm.run.config import RunConfig, config_sha256
@@ -40,7 +41,7 @@ def write_results(
     write_atomic(folder / "model.safetensors", model)
     central = next((r.central for r in reversed(records) if r.central), None)
     federated = next((r.federated for r in reversed(records) if r.federated), None)
-    summary = {
+    summary: dict[str, Any] = {
         "eval_accuracy": central.accuracy if central else None,
         "eval_loss": central.loss if central else None,
         "fed_eval_accuracy": federated.accuracy if federated else None,
@@ -50,6 +51,9 @@ def write_results(
         "model_sha256": hashlib.sha256(model).hexdigest(),
         "seconds": sum(r.seconds for r in records),
     }
+    if config.privacy is not None:
+        rate = config.strategy.fraction
+        summary["privacy"] = privacy_summary(config.privacy, rate, state, config.rounds)
     write_atomic(folder / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     title = f"{config.strategy.name} on {config.data.name.value}"
     plot_curves(records, folder / "curves.png", title)

@@ -13,7 +13,10 @@ from fedswarm.aggregation import ReferenceUpdate
 from fedswarm.data.partition import PartitionSpec
 from fedswarm.data.registry import DataSpec
 from fedswarm.driver import RoundPolicy
+from fedswarm.entropy import OsSecrets, SecretSource, SimulatedSecrets
 from fedswarm.presets import fedavg, fedavgm, fedopt, fedprox, scaffold
+from fedswarm.privacy.build import private
+from fedswarm.privacy.wire import register_privacy
 from fedswarm.pytorch.device import DeviceUnavailableError, resolve_device
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.vectorized import vectorizable
@@ -27,6 +30,7 @@ from fedswarm.run.config import (
     FedOptConfig,
     FedProxConfig,
     RunConfig,
+    SamplingKind,
     ScaffoldConfig,
     StrategyConfig,
 )
@@ -35,16 +39,19 @@ from fedswarm.run.models import model_factory
 from fedswarm.run.paradigm import Federated, Paradigm, ProtocolParts
 from fedswarm.run.participants import ConfiguredClients, configured_dataset
 from fedswarm.run.robust import fltrust_root, with_attack
-from fedswarm.sampling import ForgettingSampler, Sampler, UniformSampler
+from fedswarm.sampling import ForgettingSampler, PoissonSampler, Sampler, UniformSampler
 from fedswarm.secagg import KINDS as SECAGG_KINDS
 from fedswarm.secagg import KeyBinding, secagg_handlers
 from fedswarm.secagg._types import Verify
+from fedswarm.secagg.wire import register as register_secagg
 from fedswarm.secagg.wire import secagg_codec
 from fedswarm.server_opt import AdaptiveRule
 from fedswarm.split.build import split_protocol
+from fedswarm.split.messages import register as register_split
 from fedswarm.strategy import FitStrategy, RunInfo, Strategy
 from fedswarm.training import LocalTraining
 from fedswarm.transforms import ClipNorm
+from fedswarm.wire import Codec, default_codec
 
 __all__ = [
     "ProtocolParts",
@@ -55,7 +62,30 @@ __all__ = [
     "paradigm",
     "protocol_parts",
     "round_policy",
+    "run_codec",
+    "run_strategy",
 ]
+
+
+def run_strategy(
+    config: RunConfig,
+    secrets: SecretSource | None = None,
+    root: ReferenceUpdate | None = None,
+) -> FitStrategy:
+    """What a run executes: the configured strategy, under ``[privacy]`` wrapped by
+    DP-FedAvg, whose noise comes from ``secrets`` (the coordinator's; default: the OS's).
+    ``root``: FLTrust's update at the coordinator."""
+    strategy = build_strategy(config, root)
+    if config.privacy is not None:
+        return private(strategy, config.privacy, secrets or OsSecrets())
+    return strategy
+
+
+def run_codec() -> Codec:
+    """The wire codec of every configured run, for the coordinator and its participants
+    alike (a participant learns its run's protocol only once connected): fedswarm's
+    messages, the privacy transforms, secure aggregation's and split learning's kinds."""
+    return default_codec().extended(register_privacy, register_secagg, register_split)
 
 
 def protocol_parts(
@@ -87,7 +117,10 @@ def local_training(config: RunConfig) -> LocalTraining:
 def build_strategy(config: RunConfig, root: ReferenceUpdate | None = None) -> Strategy:
     """``root``: FLTrust's update at the coordinator (:func:`fedswarm.run.robust.fltrust_root`)."""
     s = config.strategy
-    sampler = _forgetting(config, UniformSampler(s.fraction, s.min_clients, s.clients_per_round))
+    sampler: Sampler = UniformSampler(s.fraction, s.min_clients, s.clients_per_round)
+    if s.sampling is SamplingKind.POISSON:
+        sampler = PoissonSampler(s.fraction)
+    sampler = _forgetting(config, sampler)
     strategy = _algorithm(s, local_training(config), sampler)
     strategy = replace(strategy, aggregator=build_aggregator(config.aggregator, root))
     if s.clip_norm is not None:
@@ -95,7 +128,7 @@ def build_strategy(config: RunConfig, root: ReferenceUpdate | None = None) -> St
     return strategy
 
 
-def _forgetting(config: RunConfig, sampler: UniformSampler) -> Sampler:
+def _forgetting(config: RunConfig, sampler: Sampler) -> Sampler:
     if not config.forgotten:
         return sampler
     return ForgettingSampler(sampler, frozenset(config.forgotten))
@@ -187,7 +220,10 @@ def build(config: RunConfig, run_id: str = "local") -> Experiment:
     model_fn = model_factory(config.model, dataset)
     backend, note = _backend(config, model_fn)
     root = fltrust_root(config, dataset, model_fn, local_training(config))
-    strategy, attackers = with_attack(config, dataset, build_strategy(config, root))
+    # SIMULATION ONLY: the coordinator's DP noise replays from the run seed.
+    coordinator_secrets = SimulatedSecrets(config.seed, "(coordinator)")
+    wrapped = run_strategy(config, coordinator_secrets, root)
+    strategy, attackers = with_attack(config, dataset, wrapped)
     rounds = paradigm(config, strategy, model_fn)
     clients = ConfiguredClients(
         spec,

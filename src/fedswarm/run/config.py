@@ -28,6 +28,8 @@ from fedswarm.aggregation import AggregatorName, Weighting
 from fedswarm.attacks.config import AttackConfig, check_attack
 from fedswarm.data.partition import DirichletScheme, Partition
 from fedswarm.data.registry import DatasetName
+from fedswarm.privacy.config import PrivacyConfig
+from fedswarm.privacy.dpfedavg import Mechanism
 from fedswarm.run._frozen import Frozen as _Frozen
 from fedswarm.run.aggregators import AggregatorConfig, MeanOptions, check_aggregator
 from fedswarm.secagg.config import SecureAggregationConfig
@@ -52,6 +54,7 @@ __all__ = [
     "ModelConfig",
     "ModelName",
     "RunConfig",
+    "SamplingKind",
     "ScaffoldConfig",
     "SimulationConfig",
     "SplitConfig",
@@ -134,10 +137,16 @@ class ClientConfig(_Frozen):
         return self
 
 
+class SamplingKind(enum.Enum):
+    FIXED = "fixed"  # max(min_clients, ceil(fraction * K)) clients without replacement
+    POISSON = "poisson"  # each client independently with probability fraction (DP's)
+
+
 class _Sampling(_Frozen):
     aggregator: AggregatorName = Field(
         AggregatorName.MEAN, description="its options in the [aggregator] table"
     )
+    sampling: SamplingKind = SamplingKind.FIXED
     clients_per_round: int | None = Field(None, ge=1, description="exact count per round")
     fraction: float = Field(1.0, gt=0, le=1, description="C: fraction of clients per round")
     min_clients: int = Field(1, ge=1)
@@ -327,6 +336,7 @@ class RunConfig(_Frozen):
         "from everyone and drops these, so the others' samples do not shift",
     )
     split: SplitConfig | None = None  # set: split learning instead of federated rounds
+    privacy: PrivacyConfig | None = None
 
     @model_validator(mode="after")
     def _robust_limits(self) -> RunConfig:
@@ -371,6 +381,44 @@ class RunConfig(_Frozen):
                 "split mode 'u_shaped' cuts the mlp after its first hidden block and before "
                 "its output layer, leaving the server nothing: give model.hidden two layers"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _poisson_has_a_rate_only(self) -> RunConfig:
+        s = self.strategy
+        fixed_size = s.clients_per_round is not None or s.min_clients != 1
+        if s.sampling is SamplingKind.POISSON and fixed_size:
+            raise ValueError(
+                'strategy.sampling = "poisson" samples each client with probability '
+                "strategy.fraction: remove strategy.clients_per_round and strategy.min_clients"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _privacy_keeps_its_guarantee(self) -> RunConfig:
+        if self.privacy is None:
+            return self
+        s, why = self.strategy, ""
+        if s.sampling is not SamplingKind.POISSON:
+            why = (
+                'set strategy.sampling = "poisson": the accountant assumes each client is '
+                "sampled independently with probability strategy.fraction"
+            )
+        elif s.clip_norm is not None:
+            why = "remove strategy.clip_norm: under [privacy] the clip norm is privacy.clip_norm"
+        elif isinstance(s, ScaffoldConfig):
+            why = "strategy 'scaffold' averages control variates without noise; use fedavg"
+        elif (
+            self.privacy.mechanism is Mechanism.CENTRAL
+            and isinstance(s, FedAvgConfig)
+            and s.weighting is Weighting.EXAMPLES
+        ):
+            why = (
+                'set strategy.weighting = "uniform": an example-weighted mean under central DP '
+                "lets a participant's influence grow with its example count"
+            )
+        if why:
+            raise ValueError(f"[privacy] with these [strategy] keys breaks the guarantee: {why}")
         return self
 
     @model_validator(mode="after")

@@ -92,6 +92,7 @@ class Experiment:
         self,
         on_round: Callable[[RoundProgress], None] = lambda progress: None,
         resume: Checkpoint | None = None,
+        on_stop: Callable[[str], None] = lambda why: None,
     ) -> ServerState:
         """Every configured round in memory, no files (``simulate`` adds the run store).
 
@@ -117,6 +118,7 @@ class Experiment:
                     policy=self.policy,
                     central_eval=central,
                     on_round=lambda s, r: on_round(RoundProgress(s, r, transport.memories)),
+                    on_stop=lambda s, why: on_stop(why),
                 )
             finally:
                 transport.close()

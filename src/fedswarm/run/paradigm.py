@@ -46,7 +46,11 @@ class Paradigm(Protocol):
         policy: RoundPolicy,
         central_eval: Callable[[Params], Evaluation] | None,
         on_round: Callable[[ServerState, RoundReport], None],
-    ) -> ServerState: ...
+        on_stop: Callable[[ServerState, str], None] = ...,
+    ) -> ServerState:
+        """Rounds up to ``rounds``; ``on_stop`` hears why the run ended early, if it did
+        (a privacy budget spent)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,10 @@ class Federated:
         policy: RoundPolicy,
         central_eval: Callable[[Params], Evaluation] | None,
         on_round: Callable[[ServerState, RoundReport], None],
+        on_stop: Callable[[ServerState, str], None] = lambda s, why: None,
     ) -> ServerState:
         return run_rounds(
             self.strategy, transport, state, rounds=rounds, run=run, policy=policy,
             central_eval=central_eval, on_round=on_round, fit_protocol=self.parts.fit_protocol,
+            on_stop=on_stop,
         )  # fmt: skip

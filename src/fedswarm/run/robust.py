@@ -13,7 +13,7 @@ from fedswarm.data.arrays import FederatedDataset
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.run.aggregators import FLTrustOptions, RootUpdate, root_dataset
 from fedswarm.run.config import RunConfig
-from fedswarm.strategy import FitStrategy, Strategy
+from fedswarm.strategy import FitStrategy
 from fedswarm.training import LocalTraining
 
 __all__ = ["fltrust_root", "with_attack"]
@@ -35,7 +35,7 @@ def fltrust_root(
 
 
 def with_attack(
-    config: RunConfig, dataset: FederatedDataset, strategy: Strategy
+    config: RunConfig, dataset: FederatedDataset, strategy: FitStrategy
 ) -> tuple[FitStrategy, frozenset[str]]:
     """The strategy (wrapped by the colluding adversary when the attack needs one) and the
     malicious participants (none without ``[attack]``)."""

@@ -44,6 +44,6 @@ def simulate(
 
         final = train_swarm_experiment(exp, commit, start)
     else:
-        final = exp.train(commit, resume=start)
+        final = exp.train(commit, resume=start, on_stop=log)  # a privacy budget says why
     store.finish(final)
     return final

@@ -137,8 +137,10 @@ class SplitProtocol:
         policy: RoundPolicy = _POLICY,
         central_eval: Callable[[Params], Evaluation] | None = None,
         on_round: Callable[[ServerState, RoundReport], None] = lambda s, r: None,
+        on_stop: Callable[[ServerState, str], None] = lambda s, why: None,
     ) -> ServerState:
-        """Rounds ``state.round + 1 .. rounds``, as :func:`fedswarm.driver.run_rounds`."""
+        """Rounds ``state.round + 1 .. rounds``, as :func:`fedswarm.driver.run_rounds`
+        (``on_stop`` is never called: split rounds spend no privacy budget)."""
         while state.round < rounds:
             available = transport.available()
             begun = time.perf_counter()
