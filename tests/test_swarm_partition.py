@@ -130,6 +130,18 @@ def wait(what: str, ready: object, timeout: float) -> None:
     raise AssertionError(f"timed out: {what}")
 
 
+def _settle(out: Path, quiet_s: float = 5.0, limit_s: float = 60.0) -> None:
+    """Wait until ``out``'s ledger has not grown for ``quiet_s`` (at most ``limit_s``)."""
+    end, last, since = time.monotonic() + limit_s, -1, time.monotonic()
+    while time.monotonic() < end:
+        n = len(ledger_of(out))
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.2)
+
+
 def test_minority_stalls_majority_goes_on_and_after_healing_all_agree(
     net: Net, tmp_path: Path
 ) -> None:
@@ -175,6 +187,10 @@ def test_minority_stalls_majority_goes_on_and_after_healing_all_agree(
         wait("round 1 closes everywhere", lambda: all(rounds_closed(o) >= 1 for o in outs), 240)
         for i in MINORITY:
             net.plug(i, "br1")
+        # What the minority had received before the cut may still reach its copy: wait until
+        # its ledger has stopped growing, then it must not grow again while cut off.
+        for i in MINORITY:
+            _settle(outs[i])
         cut = {i: rounds_closed(outs[i]) for i in MINORITY}
         stalled = {i: len(ledger_of(outs[i])) for i in MINORITY}
         majority = [o for i, o in enumerate(outs) if i not in MINORITY]
