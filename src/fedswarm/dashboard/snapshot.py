@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,8 @@ class RunSource:
     def snapshot(self) -> Snapshot:
         store = self._open()
         title, total = self._describe()
-        if store is None:
-            return Snapshot(title, total)
+        if store is None or not _has_schema(self.path / "state.sqlite"):
+            return Snapshot(title, total)  # a run just starting: its store is being created
         try:
             return Snapshot(
                 title, total, tuple(store.records()), tuple(store.clients()),
@@ -176,3 +177,10 @@ class LiveFeed:
                 out.append(self._queue.get_nowait())
             except queue.Empty:
                 return out
+
+
+def _has_schema(database: Path) -> bool:
+    """Whether the run store's tables exist yet (a run creates them as it starts)."""
+    with closing(sqlite3.connect(database, timeout=30)) as db:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rounds'"
+        return db.execute(query).fetchone() is not None
