@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedswarm.messages import Failure, Outcome
-from fedswarm.run.build import build
+from fedswarm.run.build import build, run_codec
 from fedswarm.run.config import parse_config
 from fedswarm.simulation.memory import InMemoryTransport
 from fedswarm.transport.base import Fold, Request
@@ -91,7 +91,7 @@ def measure(setup: Setup, clients: int, size: str, mode: str) -> dict[str, Any]:
     exp, epochs = build(parse_config(config(setup, clients, size, mode))), setup.epochs
     ids = list(exp.dataset.client_ids())
     paradigm = exp.rounds
-    transport = Counting(ids, exp.clients, kinds=paradigm.kinds, codec=paradigm.codec)
+    transport = Counting(ids, exp.clients, kinds=paradigm.kinds, codec=run_codec())
     accuracy: list[float] = []
 
     def central(params: Any) -> Any:

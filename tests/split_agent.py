@@ -13,7 +13,6 @@ from pathlib import Path
 
 from fedswarm.client import ClientApp, Handler, Session
 from fedswarm.deploy.node import (
-    PARTICIPANT_CODEC,
     PARTICIPANT_KINDS,
     PARTITION,
     find_node,
@@ -21,6 +20,7 @@ from fedswarm.deploy.node import (
     tls_identity,
 )
 from fedswarm.messages import ClientMemory, Reply
+from fedswarm.run.build import run_codec
 from fedswarm.security.pki import Role
 from fedswarm.split.messages import StepIns
 from fedswarm.transport.grpc.client import run_participant
@@ -52,7 +52,7 @@ def main(server: str, pki: Path, name: str, steps: int) -> None:
         return replace(app, handlers={**app.handlers, StepIns: dying[0]})
 
     node = tls_identity(find_node(pki, Role.CLIENT, name))
-    run_participant(server, node, build, codec=PARTICIPANT_CODEC, kinds=PARTICIPANT_KINDS)
+    run_participant(server, node, build, codec=run_codec(), kinds=PARTICIPANT_KINDS)
 
 
 if __name__ == "__main__":

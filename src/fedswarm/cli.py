@@ -384,7 +384,6 @@ def client(
     """Take part in a federation: dial the coordinator and train on local data."""
     from fedswarm.data.errors import DatasetNotInstalledError
     from fedswarm.deploy.node import (
-        PARTICIPANT_CODEC,
         PARTICIPANT_KINDS,
         NodeSetupError,
         certificate_problem,
@@ -393,6 +392,7 @@ def client(
         participant_factory,
         tls_identity,
     )
+    from fedswarm.run.build import run_codec
     from fedswarm.run.config import ConfigError
     from fedswarm.security.pki import Role
     from fedswarm.transport.grpc.client import HandshakeFailed, ParticipantRefused, run_participant
@@ -408,7 +408,7 @@ def client(
         )
         # Any run's messages: the participant learns the run's protocol only once connected.
         run_participant(
-            server, tls_identity(node), factory, codec=PARTICIPANT_CODEC, kinds=PARTICIPANT_KINDS
+            server, tls_identity(node), factory, codec=run_codec(), kinds=PARTICIPANT_KINDS
         )
     except HandshakeFailed as exc:  # the coordinator cannot say why: look at our own
         problem = certificate_problem(node)

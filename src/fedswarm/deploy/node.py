@@ -26,7 +26,7 @@ from fedswarm.data.arrays import ArrayDataset, ClientData
 from fedswarm.kinds import BUILTIN_KINDS
 from fedswarm.pytorch.learner import TorchLearner
 from fedswarm.pytorch.settings import set_torch_settings
-from fedswarm.run.build import build_strategy, data_spec, paradigm, run_codec
+from fedswarm.run.build import build_strategy, data_spec, paradigm
 from fedswarm.run.config import loads_config
 from fedswarm.run.models import model_factory
 from fedswarm.run.participants import configured_dataset
@@ -43,11 +43,9 @@ from fedswarm.transport.grpc.tls import PeerCheck, PeerRefused, TlsIdentity
 # What a deployed participant can read: the messages of every paradigm fedswarm runs (its
 # handlers, built from the coordinator's config, decide which it answers).
 # A participant learns its run's protocol only once connected: it reads every kind.
-PARTICIPANT_CODEC = run_codec()
 PARTICIPANT_KINDS = SECAGG_KINDS.extended(*(k for k in SPLIT_KINDS if k not in set(BUILTIN_KINDS)))
 
 __all__ = [
-    "PARTICIPANT_CODEC",
     "PARTICIPANT_KINDS",
     "PARTITION",
     "NodeSetupError",

@@ -44,7 +44,6 @@ from fedswarm.secagg import KINDS as SECAGG_KINDS
 from fedswarm.secagg import KeyBinding, secagg_handlers
 from fedswarm.secagg._types import Verify
 from fedswarm.secagg.wire import register as register_secagg
-from fedswarm.secagg.wire import secagg_codec
 from fedswarm.server_opt import AdaptiveRule
 from fedswarm.split.build import split_protocol
 from fedswarm.split.messages import register as register_split
@@ -97,7 +96,7 @@ def protocol_parts(
     if secure is None:
         return ProtocolParts()
     handlers = tuple(secagg_handlers(binding).items())
-    return ProtocolParts(secure.round_protocol(verify), SECAGG_KINDS, handlers, secagg_codec())
+    return ProtocolParts(secure.round_protocol(verify), SECAGG_KINDS, handlers)
 
 
 def local_training(config: RunConfig) -> LocalTraining:

@@ -2,8 +2,9 @@
 
 Federated runs are the default; ``[split]`` makes the run split learning
 (:mod:`fedswarm.split`). The experiment and the coordinator ask the paradigm for its
-message kinds and codec (the transports), its handlers (the participants), its initial
-state and its round loop, so neither knows which paradigm it runs.
+message kinds (the transports), its handlers (the participants), its initial state and its
+round loop, so neither knows which paradigm it runs. The bytes of every paradigm's
+messages are one codec's, :func:`fedswarm.run.build.run_codec`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from fedswarm.rounds import fit_round
 from fedswarm.strategy import FitStrategy, RunInfo, ServerState
 from fedswarm.training import Evaluation
 from fedswarm.transport.base import Transport
-from fedswarm.wire import Codec, default_codec
 
 __all__ = ["Federated", "Paradigm", "ProtocolParts"]
 
@@ -29,8 +29,6 @@ __all__ = ["Federated", "Paradigm", "ProtocolParts"]
 class Paradigm(Protocol):
     @property
     def kinds(self) -> MessageKinds: ...
-    @property
-    def codec(self) -> Codec: ...
     @property
     def handlers(self) -> Mapping[type, Handler]: ...
 
@@ -56,13 +54,12 @@ class Paradigm(Protocol):
 @dataclass(frozen=True)
 class ProtocolParts:
     """How a federated run's fit rounds run, the same in simulation and deployment: the
-    round protocol, its message kinds and codec, and the participants' extra handlers
+    round protocol, its message kinds, and the participants' extra handlers
     (plain fit rounds by default; secure aggregation's own with ``[secure_aggregation]``)."""
 
     fit_protocol: FitProtocol = fit_round
     kinds: MessageKinds = BUILTIN_KINDS
     handlers: tuple[tuple[type, Handler], ...] = ()
-    codec: Codec | None = None  # None: the default codec
 
 
 @dataclass(frozen=True)
@@ -76,10 +73,6 @@ class Federated:
     @property
     def kinds(self) -> MessageKinds:
         return self.parts.kinds
-
-    @property
-    def codec(self) -> Codec:
-        return self.parts.codec or default_codec()
 
     @property
     def handlers(self) -> Mapping[type, Handler]:

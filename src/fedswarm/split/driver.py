@@ -27,14 +27,13 @@ from fedswarm.seeding import client_seed, round_rng
 from fedswarm.server_opt import OptimizerState
 from fedswarm.split.coordinator import EpochResult, splitfed_epoch, turns_epoch
 from fedswarm.split.cut import SplitPlan
-from fedswarm.split.messages import CODEC, KINDS, Protection, Start
+from fedswarm.split.messages import KINDS, Protection, Start
 from fedswarm.split.modes import SplitMode
 from fedswarm.split.participant import split_handlers
 from fedswarm.split.parts import PartState
 from fedswarm.strategy import RunInfo, ServerState
 from fedswarm.training import Evaluation, LocalTraining
 from fedswarm.transport.base import Transport
-from fedswarm.wire import Codec
 
 __all__ = ["SplitMode", "SplitProtocol", "SplitState"]
 
@@ -85,10 +84,6 @@ class SplitProtocol:
     @property
     def kinds(self) -> MessageKinds:
         return KINDS
-
-    @property
-    def codec(self) -> Codec:
-        return CODEC
 
     @property
     def handlers(self) -> Mapping[type, Handler]:
