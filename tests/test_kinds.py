@@ -4,7 +4,6 @@ exchanges of a round; its secrets are the participants' own."""
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import threading
 import time
@@ -158,6 +157,5 @@ def test_a_new_protocol_runs_over_grpc_without_a_core_edit(tmp_path: Path) -> No
         nonces = pump(toy.commit_reveal_round("toy-run", 1, CLIENTS[:3]), server, 30.0)
         assert sorted(nonces) == CLIENTS[:3]
         assert all(len(n) == 16 for n in nonces.values())
-        # the reveals were checked against the commitments (sha256), not just received
-        assert all(hashlib.sha256(n).digest() for n in nonces.values())
+        assert len(set(nonces.values())) == 3  # each participant's own OS entropy
         assert server.refusals == {}
