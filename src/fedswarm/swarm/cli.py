@@ -16,7 +16,10 @@ _out = Console()
 _err = Console(stderr=True)
 
 LedgerPath = Annotated[
-    Path, typer.Argument(help="A ledger file, or a folder holding ledger.jsonl.", exists=True)
+    Path,
+    typer.Argument(
+        metavar="LEDGER", help="A ledger file, or a folder holding ledger.jsonl.", exists=True
+    ),
 ]
 CaOption = Annotated[
     Path | None,
